@@ -1,0 +1,18 @@
+// The admin commands and the daemon's run loop, behind main(). Each returns
+// the process exit status: 0 success, 1 failure explained on stderr, 2 usage.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+
+namespace xo::cli {
+
+// token CONNECTION [--mailbox M] [--show]: fetch one token and print its expiry
+// and scope; the token itself only with --show.
+int token_command(const config::Config& cfg, const std::vector<std::string>& args);
+
+// Runs the listeners until SIGTERM/SIGINT.
+int run_daemon(const config::Config& cfg);
+
+}  // namespace xo::cli

@@ -1,0 +1,62 @@
+#include <spdlog/spdlog.h>
+
+#include <thread>
+
+#include "cli/commands.hpp"
+#include "server/listeners.hpp"
+
+namespace xo::cli {
+namespace {
+
+constexpr auto kGrace = std::chrono::seconds(25);
+
+// SIGTERM/SIGINT: stop accepting, let running sessions finish (bounded), stop.
+awaitable<void> wait_for_signal(asio::io_context& io, server::Listeners* listeners) {
+    asio::signal_set signals(io, SIGTERM, SIGINT);
+    int sig = co_await signals.async_wait(use_awaitable);
+    spdlog::info("signal {}: no new sessions; waiting up to {}s for {} running", sig, kGrace.count(),
+                 listeners->active_sessions());
+    listeners->stop();
+    auto deadline = std::chrono::steady_clock::now() + kGrace;
+    asio::steady_timer t(io);
+    while (listeners->active_sessions() > 0 && std::chrono::steady_clock::now() < deadline) {
+        t.expires_after(std::chrono::milliseconds(50));
+        co_await t.async_wait(use_awaitable);
+    }
+    spdlog::info("stopping with {} session(s) still running", listeners->active_sessions());
+    io.stop();
+}
+
+}  // namespace
+
+int run_daemon(const config::Config& cfg) {
+    std::vector<std::string> problems;
+    std::shared_ptr<server::Services> services;
+    try {
+        services = server::make_services(cfg, problems);
+    } catch (const std::exception& ex) {
+        spdlog::critical("{}", ex.what());
+        return 1;
+    }
+    for (const auto& p : problems) spdlog::error("{}; its sessions will get a temporary failure", p);
+    asio::io_context io;
+    server::Listeners listeners(io, services);
+    try {
+        listeners.start();
+    } catch (const std::exception& ex) {
+        spdlog::critical("{}", ex.what());
+        return 1;
+    }
+    asio::co_spawn(io, wait_for_signal(io, &listeners), asio::detached);
+    spdlog::info("xoauth2-proxy " XO_VERSION " ready: {} connection(s), {} user(s)", cfg.connections.size(),
+                 cfg.users.size());
+    unsigned n = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
+    std::vector<std::thread> threads;
+    for (unsigned i = 1; i < n; ++i) threads.emplace_back([&io] { io.run(); });
+    io.run();
+    for (auto& t : threads) t.join();
+    spdlog::info("xoauth2-proxy stopped");
+    return 0;
+}
+
+}  // namespace xo::cli

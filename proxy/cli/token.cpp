@@ -1,0 +1,82 @@
+#include <ctime>
+#include <iostream>
+
+#include "asio.hpp"
+#include "cli/commands.hpp"
+#include "diagnose/diagnose.hpp"
+#include "oauth/token_cache.hpp"
+
+namespace xo::cli {
+namespace {
+
+std::string utc(std::chrono::system_clock::time_point t) {
+    std::time_t tt = std::chrono::system_clock::to_time_t(t);
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    return buf;
+}
+
+awaitable<void> fetch_one(std::shared_ptr<oauth::TokenCache> cache, std::string conn, std::string mailbox,
+                          oauth::TokenResult* out) {
+    *out = co_await cache->get(conn, mailbox);
+}
+
+}  // namespace
+
+int token_command(const config::Config& cfg, const std::vector<std::string>& args) {
+    std::string name, mailbox;
+    bool show = false;
+    for (std::size_t i = 1; i < args.size(); ++i) {
+        if (args[i] == "--mailbox" && i + 1 < args.size()) mailbox = args[++i];
+        else if (args[i] == "--show") show = true;
+        else if (name.empty() && args[i].rfind("--", 0) != 0) name = args[i];
+        else {
+            std::cerr << "token: unexpected argument '" << args[i] << "'\n";
+            return 2;
+        }
+    }
+    if (name.empty()) {
+        std::cerr << "usage: xoauth2-proxy token CONNECTION [--mailbox ADDRESS] [--show]\n";
+        return 2;
+    }
+    const config::Connection* conn = cfg.find_connection(name);
+    if (!conn) {
+        std::cerr << "token: no connection named '" << name << "' in " << cfg.file << "\n";
+        return 2;
+    }
+    if (conn->token_per_mailbox() && mailbox.empty()) {
+        std::cerr << "token: connection " << name << " issues one token per mailbox: give --mailbox ADDRESS\n";
+        return 2;
+    }
+    std::vector<std::string> problems;
+    config::Config one = cfg;
+    one.connections = {{name, *conn}};
+    auto cache = oauth::make_token_cache(one, problems);
+    for (const auto& p : problems) {
+        std::cerr << "token: " << p << "\n";
+        return 1;
+    }
+    asio::io_context io;
+    oauth::TokenResult r;
+    asio::co_spawn(io, fetch_one(cache, name, mailbox, &r), asio::detached);
+    io.run();
+    if (!r.ok()) {
+        const auto& e = r.error;
+        std::cerr << "token: connection " << name << ": " << e.summary() << "\n"
+                  << "  what to do: " << diagnose::token_error_advice(e.code, e.error, e.description) << "\n";
+        return 1;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::seconds>(r.token->expires_wall -
+                                                                 std::chrono::system_clock::now());
+    std::cout << "connection " << name;
+    if (!mailbox.empty()) std::cout << " mailbox " << mailbox;
+    std::cout << ": token obtained, expires " << utc(r.token->expires_wall) << " (in " << left.count()
+              << " s), scope " << (r.token->scope.empty() ? conn->scope + " (requested)" : r.token->scope)
+              << "\n";
+    if (show) std::cout << r.token->access_token << "\n";
+    return 0;
+}
+
+}  // namespace xo::cli

@@ -1,0 +1,157 @@
+// Configuration model and loader.
+// load_config() parses a YAML file into Config. It never throws for bad input:
+// every problem becomes a Diagnostic "FILE:LINE: key: what is wrong", and the
+// returned Config is usable only when diagnostics holds no error.
+// Warnings (a literal secret in the file, say) are Diagnostics with error=false.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace xo::config {
+
+enum class Protocol { smtp, imap, pop3 };
+enum class ListenerTls { none, starttls, implicit };
+enum class Provider { microsoft, google, generic };
+enum class Flow { client_secret, certificate, service_account, authorization_code, device_code };
+enum class Assertion { rs256_x5t, ps256_x5t_s256 };
+enum class UpstreamTls { starttls, implicit };
+enum class SaslMechanism { xoauth2, oauthbearer };
+
+const char* to_string(Protocol);
+const char* to_string(Provider);
+const char* to_string(Flow);
+
+// An IPv4 or IPv6 network, "127.0.0.0/8", "::1/128" or a bare address.
+struct Network {
+    std::string text;      // as written, for messages
+    bool v6 = false;
+    unsigned char addr[16] = {};
+    unsigned prefix = 0;
+    bool contains(const std::string& ip) const;  // ip as text; false when unparsable
+};
+std::optional<Network> parse_network(const std::string& text);
+
+struct Listener {
+    std::string name;
+    Protocol protocol = Protocol::smtp;
+    std::string host = "127.0.0.1";
+    uint16_t port = 0;
+    ListenerTls tls = ListenerTls::none;
+    std::string cert_file, key_file;              // required unless tls: none
+    bool allow_plaintext_auth = false;            // AUTH without TLS from non-loopback peers
+    std::vector<Network> trusted_networks;        // smtp: senders accepted without AUTH
+    std::size_t max_message_size = 50u << 20;     // smtp SIZE
+    std::size_t max_sessions = 2000;
+    std::chrono::seconds idle_timeout{300};
+    int line;                                     // where it was declared
+};
+
+struct Upstream {
+    std::string host;
+    uint16_t port = 0;
+    UpstreamTls tls = UpstreamTls::implicit;
+    bool set() const { return port != 0; }
+    std::string text() const { return host + ":" + std::to_string(port); }
+};
+
+// A secret's value, read at load time from a file, the environment or the YAML.
+struct Secret {
+    std::string value;
+    std::string origin;   // "file /run/secrets/x", "env NAME", "literal"
+    bool empty() const { return value.empty(); }
+};
+
+// Google's service account key file, parsed.
+struct ServiceAccountKey {
+    std::string client_email, private_key_pem, private_key_id, token_uri;
+};
+
+struct Connection {
+    std::string name;
+    Provider provider = Provider::microsoft;
+    Flow flow = Flow::client_secret;
+    std::string tenant;                           // microsoft
+    std::string client_id;
+    Secret client_secret;                         // client_secret flow; optional for generic/public
+    std::string certificate_file, private_key_file; // certificate flow (PEM)
+    Assertion assertion = Assertion::rs256_x5t;
+    std::string key_file;                         // google service_account JSON key
+    ServiceAccountKey service_account;            // parsed key_file
+    std::string authority;                        // microsoft: https://login.microsoftonline.com
+    std::string token_url;                        // derived for microsoft/google unless given
+    std::string authorize_url, device_code_url;   // interactive flows (derived unless given)
+    std::string scope;                            // derived from provider/flow unless given
+    Upstream smtp, imap, pop3;                    // derived from provider unless given
+    SaslMechanism sasl = SaslMechanism::xoauth2;
+    std::string ca_file;                          // extra CA for upstream and token endpoint
+    std::chrono::seconds refresh_window{300};     // renew this long before expiry
+    int line = 0;
+    // true when the flow issues one token per mailbox (service account, interactive flows)
+    bool token_per_mailbox() const;
+};
+
+struct User {
+    std::string login, password_hash, connection, mailbox;
+    int line = 0;
+};
+
+// Envelope-sender mapping for trusted senders: exact address or "*@domain".
+struct Sender {
+    std::string pattern, connection, mailbox;   // mailbox empty: the envelope sender itself
+    int line = 0;
+};
+
+struct Admin {
+    std::string host = "127.0.0.1";
+    uint16_t port = 0;                           // 0: no admin listener
+};
+
+struct TokenSettings {
+    int max_attempts = 3;                        // per fetch, with backoff
+    std::chrono::milliseconds backoff{500};
+    std::chrono::seconds http_timeout{30};
+    std::string store = "/var/lib/xoauth2-proxy/tokens.db";  // refresh tokens (interactive flows)
+};
+
+struct Config {
+    std::string file;
+    std::vector<Listener> listeners;
+    std::map<std::string, Connection> connections;
+    std::vector<User> users;
+    std::vector<Sender> senders;
+    Admin admin;
+    TokenSettings tokens;
+    std::string log_level = "info";
+
+    const User* find_user(const std::string& login) const;
+    // Maps an envelope sender: exact match first, then "*@domain". nullptr when unmapped.
+    const Sender* find_sender(const std::string& address) const;
+    const Connection* find_connection(const std::string& name) const;
+};
+
+struct Diagnostic {
+    std::string file;
+    int line = 0;
+    std::string key;       // dotted path: "connections.contoso.client_secret"
+    std::string message;
+    bool error = true;
+    std::string text() const;   // "FILE:LINE: key: message"
+};
+
+struct LoadResult {
+    Config config;
+    std::vector<Diagnostic> diagnostics;
+    bool ok() const;
+};
+
+LoadResult load_config(const std::string& path);
+LoadResult load_config_string(const std::string& yaml, const std::string& name = "<string>");
+
+// True when s looks like an e-mail address (local@domain, no spaces or angle brackets).
+bool is_address(const std::string& s);
+
+}  // namespace xo::config

@@ -1,0 +1,135 @@
+// The configuration model's small helpers: enum names, networks, lookups.
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+
+#include "config/config.hpp"
+
+namespace xo::config {
+
+const char* to_string(Protocol p) {
+    switch (p) {
+        case Protocol::smtp: return "smtp";
+        case Protocol::imap: return "imap";
+        case Protocol::pop3: return "pop3";
+    }
+    return "?";
+}
+const char* to_string(Provider p) {
+    switch (p) {
+        case Provider::microsoft: return "microsoft";
+        case Provider::google: return "google";
+        case Provider::generic: return "generic";
+    }
+    return "?";
+}
+const char* to_string(Flow f) {
+    switch (f) {
+        case Flow::client_secret: return "client_secret";
+        case Flow::certificate: return "certificate";
+        case Flow::service_account: return "service_account";
+        case Flow::authorization_code: return "authorization_code";
+        case Flow::device_code: return "device_code";
+    }
+    return "?";
+}
+
+namespace {
+bool parse_ip(const std::string& s, bool& v6, unsigned char* out) {
+    if (inet_pton(AF_INET, s.c_str(), out) == 1) {
+        v6 = false;
+        return true;
+    }
+    if (inet_pton(AF_INET6, s.c_str(), out) == 1) {
+        v6 = true;
+        return true;
+    }
+    return false;
+}
+std::string lower(std::string s) {
+    for (auto& c : s) c = char(std::tolower((unsigned char)c));
+    return s;
+}
+}  // namespace
+
+std::optional<Network> parse_network(const std::string& text) {
+    Network n;
+    n.text = text;
+    auto slash = text.find('/');
+    std::string addr = text.substr(0, slash);
+    if (!parse_ip(addr, n.v6, n.addr)) return std::nullopt;
+    unsigned max = n.v6 ? 128 : 32;
+    n.prefix = max;
+    if (slash != std::string::npos) {
+        std::string p = text.substr(slash + 1);
+        if (p.empty() || p.size() > 3 || !std::all_of(p.begin(), p.end(), ::isdigit)) return std::nullopt;
+        n.prefix = unsigned(std::stoul(p));
+        if (n.prefix > max) return std::nullopt;
+    }
+    return n;
+}
+
+bool Network::contains(const std::string& ip) const {
+    unsigned char a[16] = {};
+    bool is_v6 = false;
+    if (!parse_ip(ip, is_v6, a)) return false;
+    if (is_v6 && !v6 && std::memcmp(a, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0) {   // v4-mapped
+        std::memmove(a, a + 12, 4);
+        is_v6 = false;
+    }
+    if (is_v6 != v6) return false;
+    unsigned full = prefix / 8, rest = prefix % 8;
+    if (std::memcmp(a, addr, full) != 0) return false;
+    if (rest == 0) return true;
+    unsigned char mask = static_cast<unsigned char>(0xff << (8 - rest));
+    return (a[full] & mask) == (addr[full] & mask);
+}
+
+bool Connection::token_per_mailbox() const {
+    return flow == Flow::service_account || flow == Flow::authorization_code || flow == Flow::device_code;
+}
+
+const User* Config::find_user(const std::string& login) const {
+    for (const auto& u : users)
+        if (u.login == login) return &u;
+    return nullptr;
+}
+
+const Sender* Config::find_sender(const std::string& address) const {
+    std::string a = lower(address);
+    for (const auto& s : senders)
+        if (lower(s.pattern) == a) return &s;
+    auto at = a.rfind('@');
+    if (at == std::string::npos) return nullptr;
+    std::string wildcard = "*" + a.substr(at);
+    for (const auto& s : senders)
+        if (lower(s.pattern) == wildcard) return &s;
+    return nullptr;
+}
+
+const Connection* Config::find_connection(const std::string& name) const {
+    auto it = connections.find(name);
+    return it == connections.end() ? nullptr : &it->second;
+}
+
+bool is_address(const std::string& s) {
+    auto at = s.rfind('@');
+    if (at == std::string::npos || at == 0 || at + 1 >= s.size() || s.size() > 254) return false;
+    if (s.find_first_of(" \t\r\n<>(),;:\"[]\\") != std::string::npos) return false;
+    std::string domain = s.substr(at + 1);
+    if (domain.find('.') == std::string::npos || domain.front() == '.' || domain.back() == '.') return false;
+    return s.find('@') == at;
+}
+
+std::string Diagnostic::text() const {
+    return file + ":" + std::to_string(line) + ": " + (key.empty() ? "" : key + ": ") + message +
+           (error ? "" : " (warning)");
+}
+
+bool LoadResult::ok() const {
+    return std::none_of(diagnostics.begin(), diagnostics.end(), [](const Diagnostic& d) { return d.error; });
+}
+
+}  // namespace xo::config

@@ -1,0 +1,83 @@
+// xoauth2-proxy: the daemon and its admin commands.
+//   xoauth2-proxy [--config FILE]                 run the listeners
+//   xoauth2-proxy --config FILE --check           validate, print every problem
+//   xoauth2-proxy hash-password                   read a password on stdin, print its hash
+//   xoauth2-proxy --config FILE token CONNECTION [--mailbox M] [--show]
+#include <unistd.h>
+
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "auth/password.hpp"
+#include "cli/commands.hpp"
+#include "config/config.hpp"
+
+namespace {
+
+void usage(std::ostream& out) {
+    out << "usage: xoauth2-proxy [--config FILE] [--check]\n"
+           "       xoauth2-proxy hash-password            (password on stdin)\n"
+           "       xoauth2-proxy [--config FILE] token CONNECTION [--mailbox ADDRESS] [--show]\n"
+           "default config: /etc/xoauth2-proxy/config.yaml\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    auto logger = spdlog::stderr_logger_mt("xoauth2-proxy");
+    spdlog::set_default_logger(logger);
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+    std::string config_path = "/etc/xoauth2-proxy/config.yaml";
+    bool check = false;
+    std::vector<std::string> rest;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if ((a == "--config" || a == "-c") && i + 1 < argc) config_path = argv[++i];
+        else if (a.rfind("--config=", 0) == 0) config_path = a.substr(9);
+        else if (a == "--check") check = true;
+        else if (a == "--help" || a == "-h") { usage(std::cout); return 0; }
+        else if (a == "--version") { std::cout << "xoauth2-proxy " XO_VERSION "\n"; return 0; }
+        else rest.push_back(a);
+    }
+    if (!rest.empty() && rest[0] == "hash-password") {
+        std::string password;
+        std::getline(std::cin, password);
+        if (!password.empty() && password.back() == '\r') password.pop_back();
+        if (password.empty()) {
+            std::cerr << "hash-password: empty password on stdin\n";
+            return 2;
+        }
+        std::cout << xo::auth::hash_password(password) << "\n";
+        return 0;
+    }
+
+    auto loaded = xo::config::load_config(config_path);
+    for (const auto& d : loaded.diagnostics) std::cerr << d.text() << "\n";
+    if (!loaded.ok()) {
+        std::cerr << config_path << ": " << std::count_if(loaded.diagnostics.begin(), loaded.diagnostics.end(),
+                                                          [](const auto& d) { return d.error; })
+                  << " error(s); nothing started\n";
+        return 1;
+    }
+    if (auto lvl = spdlog::level::from_str(loaded.config.log_level); lvl != spdlog::level::off)
+        spdlog::set_level(lvl);
+    if (check) {
+        std::cout << config_path << ": OK (" << loaded.config.listeners.size() << " listener(s), "
+                  << loaded.config.connections.size() << " connection(s), " << loaded.config.users.size()
+                  << " user(s))\n";
+        return 0;
+    }
+    if (!rest.empty() && rest[0] == "token") return xo::cli::token_command(loaded.config, rest);
+    if (!rest.empty()) {
+        std::cerr << "unknown command '" << rest[0] << "'\n";
+        usage(std::cerr);
+        return 2;
+    }
+    return xo::cli::run_daemon(loaded.config);
+}

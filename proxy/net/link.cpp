@@ -1,0 +1,169 @@
+#include "net/link.hpp"
+
+#include "net/tls.hpp"
+
+namespace xo::net {
+
+namespace {
+constexpr std::size_t kReadChunk = 64 * 1024;
+}
+
+Link::Link(tcp::socket socket, std::shared_ptr<ssl::context> tls)
+    : tls_(std::move(tls)), stream_(beast::tcp_stream(std::move(socket)), *tls_) {}
+
+Link::Link(const asio::any_io_executor& ex, std::shared_ptr<ssl::context> tls)
+    : tls_(std::move(tls)), stream_(beast::tcp_stream(ex), *tls_) {}
+
+awaitable<void> Link::connect(const std::string& host, uint16_t port, error_code& ec) {
+    tcp::resolver resolver(stream_.get_executor());
+    auto endpoints = co_await resolver.async_resolve(host, std::to_string(port),
+                                                     asio::redirect_error(use_awaitable, ec));
+    if (ec) co_return;
+    auto& tcp = stream_.next_layer();
+    tcp.expires_after(std::min<std::chrono::steady_clock::duration>(timeout_, std::chrono::seconds(30)));
+    co_await tcp.async_connect(endpoints, asio::redirect_error(use_awaitable, ec));
+    if (!ec) tcp.socket().set_option(tcp::no_delay(true), ec);
+}
+
+awaitable<void> Link::start_tls(bool server, const std::string& host, error_code& ec) {
+    if (!server && !verify_peer(stream_.native_handle(), host)) {
+        ec = asio::error::invalid_argument;
+        co_return;
+    }
+    // Bytes the peer sent after STARTTLS but before the handshake would be
+    // plaintext injection (CVE-2011-0411 class): refuse them.
+    if (buffered() != 0) {
+        ec = asio::error::connection_aborted;
+        co_return;
+    }
+    stream_.next_layer().expires_after(std::min<std::chrono::steady_clock::duration>(timeout_, std::chrono::seconds(60)));
+    co_await stream_.async_handshake(server ? ssl::stream_base::server : ssl::stream_base::client,
+                                     asio::redirect_error(use_awaitable, ec));
+    if (!ec) tls_on_ = true;
+}
+
+std::string Link::tls_version() const {
+    return tls_on_ ? SSL_get_version(const_cast<Link*>(this)->stream_.native_handle()) : "";
+}
+
+std::string Link::tls_cipher() const {
+    return tls_on_ ? SSL_get_cipher_name(const_cast<Link*>(this)->stream_.native_handle()) : "";
+}
+
+awaitable<std::size_t> Link::fill(error_code& ec) {
+    if (in_pos_ > 0 && in_pos_ == in_.size()) {
+        in_.clear();
+        in_pos_ = 0;
+    } else if (in_pos_ > kReadChunk) {
+        in_.erase(0, in_pos_);
+        in_pos_ = 0;
+    }
+    std::size_t old = in_.size();
+    in_.resize(old + kReadChunk);
+    stream_.next_layer().expires_after(timeout_);
+    std::size_t n;
+    if (tls_on_)
+        n = co_await stream_.async_read_some(asio::buffer(in_.data() + old, kReadChunk),
+                                             asio::redirect_error(use_awaitable, ec));
+    else
+        n = co_await stream_.next_layer().async_read_some(asio::buffer(in_.data() + old, kReadChunk),
+                                                          asio::redirect_error(use_awaitable, ec));
+    in_.resize(old + n);
+    bytes_in_ += n;
+    co_return n;
+}
+
+bool Link::has_line() const { return in_.find('\n', in_pos_) != std::string::npos; }
+
+awaitable<std::string> Link::read_line(std::size_t max_line, error_code& ec) {
+    bool too_long = false;
+    for (;;) {
+        auto nl = in_.find('\n', in_pos_);
+        if (nl != std::string::npos) {
+            std::size_t end = nl;
+            if (end > in_pos_ && in_[end - 1] == '\r') --end;
+            std::string line = too_long ? std::string() : in_.substr(in_pos_, end - in_pos_);
+            in_pos_ = nl + 1;
+            if (too_long || line.size() > max_line) {
+                ec = asio::error::message_size;
+                co_return std::string();
+            }
+            co_return line;
+        }
+        if (in_.size() - in_pos_ > max_line) {  // discard, remember the line was too long
+            too_long = true;
+            in_pos_ = in_.size();
+        }
+        error_code fe;
+        co_await flush(fe);
+        if (fe) {
+            ec = fe;
+            co_return std::string();
+        }
+        co_await fill(ec);
+        if (ec) co_return std::string();
+    }
+}
+
+awaitable<std::string_view> Link::read_some(error_code& ec) {
+    if (buffered() == 0) {
+        co_await flush(ec);
+        if (ec) co_return std::string_view();
+        co_await fill(ec);
+        if (ec) co_return std::string_view();
+    }
+    co_return std::string_view(in_).substr(in_pos_);
+}
+
+void Link::consume(std::size_t n) { in_pos_ += std::min(n, buffered()); }
+
+awaitable<void> Link::flush(error_code& ec) {
+    if (out_.empty()) co_return;
+    stream_.next_layer().expires_after(timeout_);
+    if (tls_on_)
+        co_await asio::async_write(stream_, asio::buffer(out_), asio::redirect_error(use_awaitable, ec));
+    else
+        co_await asio::async_write(stream_.next_layer(), asio::buffer(out_),
+                                   asio::redirect_error(use_awaitable, ec));
+    bytes_out_ += out_.size();
+    out_.clear();
+}
+
+awaitable<void> Link::write(std::string_view bytes, error_code& ec) {
+    if (out_.empty()) {
+        stream_.next_layer().expires_after(timeout_);
+        if (tls_on_)
+            co_await asio::async_write(stream_, asio::buffer(bytes.data(), bytes.size()),
+                                       asio::redirect_error(use_awaitable, ec));
+        else
+            co_await asio::async_write(stream_.next_layer(), asio::buffer(bytes.data(), bytes.size()),
+                                       asio::redirect_error(use_awaitable, ec));
+        bytes_out_ += bytes.size();
+        co_return;
+    }
+    queue(bytes);
+    co_await flush(ec);
+}
+
+std::string Link::remote_address() const {
+    error_code ec;
+    auto ep = const_cast<Link*>(this)->stream_.next_layer().socket().remote_endpoint(ec);
+    if (ec) return "?";
+    auto a = ep.address();
+    if (a.is_v6() && a.to_v6().is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string();
+    return a.to_string();
+}
+
+uint16_t Link::remote_port() const {
+    error_code ec;
+    auto ep = const_cast<Link*>(this)->stream_.next_layer().socket().remote_endpoint(ec);
+    return ec ? 0 : ep.port();
+}
+
+void Link::close() {
+    error_code ec;
+    stream_.next_layer().socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.next_layer().socket().close(ec);
+}
+
+}  // namespace xo::net

@@ -1,0 +1,64 @@
+// One side of a proxied session: a TCP socket that may switch to TLS
+// (STARTTLS) or start in it (implicit TLS), with a read buffer for line-based
+// protocols, a write buffer that is flushed before the session waits for input
+// (so pipelined replies leave in one packet), and a timeout on every operation.
+// Operations report errors through error_code; nothing throws.
+#pragma once
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "asio.hpp"
+
+namespace xo::net {
+
+class Link {
+public:
+    // `tls` is the context used when TLS starts (server or client side).
+    Link(tcp::socket socket, std::shared_ptr<ssl::context> tls);
+    Link(const asio::any_io_executor& ex, std::shared_ptr<ssl::context> tls);
+
+    awaitable<void> connect(const std::string& host, uint16_t port, error_code& ec);
+    // Client side: verify the peer's certificate for `host`; server side: host empty.
+    awaitable<void> start_tls(bool server, const std::string& host, error_code& ec);
+    bool tls_active() const { return tls_on_; }
+    std::string tls_version() const;   // "TLSv1.3" when active, else ""
+    std::string tls_cipher() const;
+
+    // Reads one line, returned without its CRLF (or bare LF). A line longer than
+    // max_line sets ec = message_size and the rest of that line is discarded.
+    awaitable<std::string> read_line(std::size_t max_line, error_code& ec);
+    // Reads whatever is buffered, or one read from the socket when nothing is.
+    awaitable<std::string_view> read_some(error_code& ec);
+    void consume(std::size_t n);        // mark n bytes of the last read_some as used
+    std::size_t buffered() const { return in_.size() - in_pos_; }
+    bool has_line() const;              // a complete line is already buffered
+
+    void queue(std::string_view bytes) { out_.append(bytes); }
+    awaitable<void> flush(error_code& ec);
+    awaitable<void> write(std::string_view bytes, error_code& ec);   // queue + flush
+
+    void set_timeout(std::chrono::steady_clock::duration d) { timeout_ = d; }
+    std::string remote_address() const;
+    uint16_t remote_port() const;
+    void close();
+    uint64_t bytes_in() const { return bytes_in_; }
+    uint64_t bytes_out() const { return bytes_out_; }
+    SSL* native_ssl() { return stream_.native_handle(); }
+    std::shared_ptr<ssl::context> tls_context() const { return tls_; }
+
+private:
+    awaitable<std::size_t> fill(error_code& ec);
+
+    std::shared_ptr<ssl::context> tls_;
+    ssl::stream<beast::tcp_stream> stream_;
+    bool tls_on_ = false;
+    std::string in_;
+    std::size_t in_pos_ = 0;
+    std::string out_;
+    std::chrono::steady_clock::duration timeout_ = std::chrono::minutes(5);
+    uint64_t bytes_in_ = 0, bytes_out_ = 0;
+};
+
+}  // namespace xo::net

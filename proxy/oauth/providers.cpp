@@ -1,0 +1,143 @@
+// The non-interactive flows: client credentials with a secret (Microsoft and
+// generic), with a certificate assertion (Microsoft), and Google's service
+// account JWT bearer grant with domain-wide delegation.
+#include <chrono>
+#include <stdexcept>
+
+#include "net/tls.hpp"
+#include "oauth/jwt.hpp"
+#include "oauth/provider.hpp"
+
+namespace xo::oauth {
+namespace {
+
+using config::Connection;
+
+long long unix_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+class HttpProvider : public TokenProvider {
+public:
+    HttpProvider(const Connection& c, const config::TokenSettings& s)
+        : conn_(c), tls_(net::make_client_context(c.ca_file)), timeout_(s.http_timeout) {}
+
+protected:
+    awaitable<TokenResult> post(Form form) {
+        HttpRequest req;
+        req.url = conn_.token_url;
+        req.body = encode_form(form);
+        req.timeout = timeout_;
+        HttpResult http = co_await http_request(std::move(req), tls_);
+        co_return parse_token_response(http);
+    }
+    Connection conn_;
+    std::shared_ptr<ssl::context> tls_;
+    std::chrono::seconds timeout_;
+};
+
+// Client credentials with a shared secret (or none: a public generic client).
+class ClientSecretProvider final : public HttpProvider {
+public:
+    using HttpProvider::HttpProvider;
+    awaitable<TokenResult> fetch(std::string) override {
+        Form form{{"grant_type", "client_credentials"}, {"client_id", conn_.client_id}};
+        if (!conn_.client_secret.empty()) form.emplace_back("client_secret", conn_.client_secret.value);
+        if (!conn_.scope.empty()) form.emplace_back("scope", conn_.scope);
+        co_return co_await post(std::move(form));
+    }
+    bool per_mailbox() const override { return false; }
+    std::string describe() const override {
+        if (conn_.provider == config::Provider::microsoft)
+            return "microsoft client_secret, tenant " + conn_.tenant + ", app " + conn_.client_id;
+        return "generic client credentials, client " + conn_.client_id + ", " + conn_.token_url;
+    }
+};
+
+// Client credentials with a signed client assertion (Microsoft certificate flow).
+class CertificateProvider final : public HttpProvider {
+public:
+    CertificateProvider(const Connection& c, const config::TokenSettings& s)
+        : HttpProvider(c, s), key_(load_private_key_file(c.private_key_file)) {
+        Certificate cert = load_certificate_file(c.certificate_file);
+        if (X509_check_private_key(cert.get(), key_.get()) != 1)
+            throw std::runtime_error(c.private_key_file + " is not the private key of " + c.certificate_file);
+        if (c.assertion == config::Assertion::rs256_x5t) {
+            alg_ = JwtAlg::rs256;
+            header_ = {{"typ", "JWT"}, {"x5t", cert_thumbprint_sha1(cert.get())}};
+        } else {
+            alg_ = JwtAlg::ps256;
+            header_ = {{"typ", "JWT"}, {"x5t#S256", cert_thumbprint_sha256(cert.get())}};
+        }
+    }
+    awaitable<TokenResult> fetch(std::string) override {
+        long long now = unix_now();
+        nlohmann::json claims = {{"aud", conn_.token_url}, {"iss", conn_.client_id},
+                                 {"sub", conn_.client_id}, {"jti", random_uuid()},
+                                 {"nbf", now},            {"iat", now},
+                                 {"exp", now + 600}};
+        Form form{{"grant_type", "client_credentials"},
+                  {"client_id", conn_.client_id},
+                  {"client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+                  {"client_assertion", sign_jwt(header_, claims, key_.get(), alg_)},
+                  {"scope", conn_.scope}};
+        co_return co_await post(std::move(form));
+    }
+    bool per_mailbox() const override { return false; }
+    std::string describe() const override {
+        return std::string("microsoft certificate (") +
+               (alg_ == JwtAlg::rs256 ? "RS256 x5t" : "PS256 x5t#S256") + "), tenant " + conn_.tenant +
+               ", app " + conn_.client_id;
+    }
+
+private:
+    PrivateKey key_;
+    JwtAlg alg_ = JwtAlg::rs256;
+    nlohmann::json header_;
+};
+
+// Google service account with domain-wide delegation: one token per mailbox.
+class ServiceAccountProvider final : public HttpProvider {
+public:
+    ServiceAccountProvider(const Connection& c, const config::TokenSettings& s)
+        : HttpProvider(c, s),
+          key_(load_private_key_pem(c.service_account.private_key_pem, c.key_file + ": private_key")) {}
+    awaitable<TokenResult> fetch(std::string mailbox) override {
+        long long now = unix_now();
+        nlohmann::json header = {{"typ", "JWT"}, {"kid", conn_.service_account.private_key_id}};
+        nlohmann::json claims = {{"iss", conn_.service_account.client_email},
+                                 {"sub", mailbox},
+                                 {"scope", conn_.scope},
+                                 {"aud", conn_.token_url},
+                                 {"iat", now},
+                                 {"exp", now + 3600}};
+        Form form{{"grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"},
+                  {"assertion", sign_jwt(header, claims, key_.get(), JwtAlg::rs256)}};
+        co_return co_await post(std::move(form));
+    }
+    bool per_mailbox() const override { return true; }
+    std::string describe() const override {
+        return "google service account " + conn_.service_account.client_email;
+    }
+
+private:
+    PrivateKey key_;
+};
+
+}  // namespace
+
+std::unique_ptr<TokenProvider> make_provider(const Connection& c, const config::TokenSettings& s) {
+    switch (c.flow) {
+        case config::Flow::client_secret: return std::make_unique<ClientSecretProvider>(c, s);
+        case config::Flow::certificate: return std::make_unique<CertificateProvider>(c, s);
+        case config::Flow::service_account: return std::make_unique<ServiceAccountProvider>(c, s);
+        case config::Flow::authorization_code:
+        case config::Flow::device_code: break;
+    }
+    throw std::runtime_error("connection " + c.name + ": flow " + config::to_string(c.flow) +
+                             " needs 'xoauth2-proxy authorize' (not available in this version)");
+}
+
+}  // namespace xo::oauth

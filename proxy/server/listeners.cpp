@@ -1,0 +1,73 @@
+#include "server/listeners.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "net/tls.hpp"
+#include "smtp/session.hpp"
+
+namespace xo::server {
+
+Listeners::Listeners(asio::io_context& io, std::shared_ptr<Services> services)
+    : io_(io), services_(std::move(services)) {}
+
+void Listeners::start() {
+    for (const auto& l : services_->cfg.listeners) {
+        if (l.protocol != config::Protocol::smtp) {
+            spdlog::warn("listener {}: protocol {} is not available in this version; skipped", l.name,
+                         config::to_string(l.protocol));
+            continue;
+        }
+        auto b = std::make_unique<Bound>();
+        b->listener = &l;
+        if (l.tls != config::ListenerTls::none) b->tls = net::make_server_context(l.cert_file, l.key_file);
+        error_code ec;
+        auto addr = asio::ip::make_address(l.host, ec);
+        if (ec) throw std::runtime_error("listener " + l.name + ": bad address " + l.host);
+        tcp::endpoint ep(addr, l.port);
+        b->acceptor = std::make_unique<tcp::acceptor>(io_);
+        b->acceptor->open(ep.protocol(), ec);
+        if (!ec) b->acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+        if (!ec) b->acceptor->bind(ep, ec);
+        if (!ec) b->acceptor->listen(1024, ec);
+        if (ec)
+            throw std::runtime_error("listener " + l.name + ": cannot listen on " + l.host + ":" +
+                                     std::to_string(l.port) + ": " + ec.message());
+        spdlog::info("listener {} ({}) on {}:{} tls={}", l.name, config::to_string(l.protocol), l.host, l.port,
+                     l.tls == config::ListenerTls::none ? "none" : l.tls == config::ListenerTls::starttls ? "starttls" : "implicit");
+        asio::co_spawn(io_, accept_loop(b.get()), asio::detached);
+        bound_.push_back(std::move(b));
+    }
+}
+
+awaitable<void> Listeners::accept_loop(Bound* b) {
+    for (;;) {
+        error_code ec;
+        tcp::socket socket = co_await b->acceptor->async_accept(asio::make_strand(io_),
+                                                                asio::redirect_error(use_awaitable, ec));
+        if (ec == asio::error::operation_aborted || !b->acceptor->is_open()) co_return;
+        if (ec) {
+            spdlog::warn("listener {}: accept: {}", b->listener->name, ec.message());
+            // EMFILE and friends: back off instead of spinning.
+            asio::steady_timer t(io_, std::chrono::milliseconds(100));
+            co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+            continue;
+        }
+        if (services_->counters.sessions_active.load() >= b->listener->max_sessions) {
+            static constexpr char busy[] = "421 4.3.2 Too many connections, try again later\r\n";
+            asio::write(socket, asio::buffer(busy, sizeof busy - 1), ec);
+            socket.close(ec);
+            continue;
+        }
+        auto ex = socket.get_executor();
+        asio::co_spawn(ex, smtp::run_session(std::move(socket), b->listener, services_, b->tls), asio::detached);
+    }
+}
+
+void Listeners::stop() {
+    for (auto& b : bound_) {
+        error_code ec;
+        b->acceptor->close(ec);
+    }
+}
+
+}  // namespace xo::server

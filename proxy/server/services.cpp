@@ -1,0 +1,50 @@
+#include "server/services.hpp"
+
+#include <openssl/rand.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "net/tls.hpp"
+
+namespace xo::server {
+
+std::shared_ptr<Services> make_services(const config::Config& cfg, std::vector<std::string>& problems) {
+    auto s = std::make_shared<Services>();
+    s->cfg = cfg;
+    s->tokens = oauth::make_token_cache(s->cfg, problems);
+    s->authenticator = std::make_unique<auth::Authenticator>(s->cfg);
+    for (const auto& [name, conn] : s->cfg.connections) s->upstream_tls[name] = net::make_client_context(conn.ca_file);
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) != 0 || !host[0]) std::snprintf(host, sizeof host, "localhost");
+    s->hostname = host;
+    return s;
+}
+
+std::string new_session_id() {
+    unsigned char b[5];
+    RAND_bytes(b, sizeof b);
+    char out[11];
+    std::snprintf(out, sizeof out, "%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4]);
+    return out;
+}
+
+namespace {
+awaitable<const config::User*> slow_check(std::shared_ptr<Services> s, std::string login, std::string password) {
+    co_return s->authenticator->check(login, password);
+}
+}  // namespace
+
+awaitable<const config::User*> check_login(std::shared_ptr<Services> s, std::string login, std::string password) {
+    if (const config::User* u = s->authenticator->check_cached(login, password)) co_return u;
+    co_return co_await asio::co_spawn(s->kdf_pool.get_executor(), slow_check(s, std::move(login), std::move(password)),
+                                      use_awaitable);
+}
+
+bool is_loopback(const std::string& ip) {
+    error_code ec;
+    auto a = asio::ip::make_address(ip, ec);
+    return !ec && a.is_loopback();
+}
+
+}  // namespace xo::server

@@ -1,0 +1,50 @@
+// What every session shares: the configuration, the token cache, local
+// credential checks and failure throttling, the upstream TLS contexts (one per
+// connection, built once), and the counters the admin listener reports.
+// Built once at start by make_services(); read-only afterwards except for the
+// parts that lock themselves (token cache, authenticator, throttle, metrics).
+#pragma once
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "asio.hpp"
+#include "auth/authenticator.hpp"
+#include "auth/throttle.hpp"
+#include "config/config.hpp"
+#include "oauth/token_cache.hpp"
+
+namespace xo::server {
+
+struct Counters {
+    std::atomic<uint64_t> sessions{0}, sessions_active{0};
+    std::atomic<uint64_t> auth_ok{0}, auth_failed{0};
+    std::atomic<uint64_t> messages_relayed{0}, messages_refused{0}, messages_failed{0};
+    std::atomic<uint64_t> bytes_relayed{0};
+};
+
+struct Services {
+    config::Config cfg;
+    std::shared_ptr<oauth::TokenCache> tokens;
+    std::unique_ptr<auth::Authenticator> authenticator;
+    auth::FailureThrottle throttle;
+    std::map<std::string, std::shared_ptr<ssl::context>> upstream_tls;   // by connection name
+    std::string hostname;
+    Counters counters;
+    asio::thread_pool kdf_pool{1};   // password hashing off the I/O threads
+};
+
+// Throws std::runtime_error when a connection's CA file cannot be loaded.
+std::shared_ptr<Services> make_services(const config::Config& cfg, std::vector<std::string>& problems);
+
+// "1a2b3c4d": short random session ids for log lines.
+std::string new_session_id();
+
+// Checks a local login off the I/O threads (a KDF costs milliseconds); a login
+// verified before is answered from the authenticator's cache without the hop.
+awaitable<const config::User*> check_login(std::shared_ptr<Services> s, std::string login, std::string password);
+
+bool is_loopback(const std::string& ip);
+
+}  // namespace xo::server
