@@ -234,6 +234,7 @@ void load_connections(Loader& L, const YAML::Node& root, Config& cfg) {
         L.error(map ? map : root, "connections", "at least one connection is needed (a mapping NAME: {...})");
         return;
     }
+    for (auto it = map.begin(); it != map.end(); ++it) L.declared_connections.insert(it->first.as<std::string>(""));
     for (auto it = map.begin(); it != map.end(); ++it) connection(L, it->first.as<std::string>(""), it->second, cfg);
 }
 

@@ -100,7 +100,7 @@ void load_users(Loader& L, const YAML::Node& root, Config& cfg) {
         }
         if (auto v = L.str(n, "connection", path, true)) {
             u.connection = *v;
-            if (!cfg.connections.count(*v)) L.error(n["connection"], path + ".connection", "no connection named '" + *v + "'");
+            if (!L.declared_connections.count(*v)) L.error(n["connection"], path + ".connection", "no connection named '" + *v + "'");
         }
         if (auto v = L.str(n, "mailbox", path, true)) {
             u.mailbox = *v;
@@ -134,7 +134,7 @@ void load_senders(Loader& L, const YAML::Node& root, Config& cfg) {
         }
         if (auto v = L.str(n, "connection", path, true)) {
             s.connection = *v;
-            if (!cfg.connections.count(*v)) L.error(n["connection"], path + ".connection", "no connection named '" + *v + "'");
+            if (!L.declared_connections.count(*v)) L.error(n["connection"], path + ".connection", "no connection named '" + *v + "'");
         }
         if (auto v = L.str(n, "mailbox", path, false)) {
             s.mailbox = *v;

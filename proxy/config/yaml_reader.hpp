@@ -269,6 +269,7 @@ public:
 
     std::string file_, dir_;
     std::vector<Diagnostic>& diags_;
+    std::set<std::string> declared_connections;   // even those with errors: no cascades
 };
 
 }  // namespace xo::config::detail
