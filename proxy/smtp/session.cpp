@@ -24,6 +24,7 @@ public:
           client_(std::move(socket), server_tls ? server_tls : dummy_tls()), id_(server::new_session_id()) {
         client_.set_timeout(listener_.idle_timeout);
         ip_ = client_.remote_address();
+        port_ = client_.remote_port();
         for (const auto& n : listener_.trusted_networks)
             if (n.contains(ip_)) trusted_ = true;
     }
@@ -62,6 +63,7 @@ private:
     net::Link client_;
     std::string id_, ip_;
     std::string login_;                         // last login tried
+    uint16_t port_ = 0;
     bool trusted_ = false;
     bool greeted_ = false;
     const config::User* user_ = nullptr;        // after AUTH
@@ -151,7 +153,9 @@ awaitable<bool> Session::handle(const std::string& line) {
         }
         case Verb::Auth:
             co_await auth(cmd.arg);
-            co_return auth_failures_ < kMaxAuthFailures || (reason_ = "too many authentication failures", false);
+            if (auth_failures_ < kMaxAuthFailures) co_return true;
+            reason_ = "too many authentication failures";
+            co_return false;
         case Verb::Mail: co_await mail(cmd.arg); co_return true;
         case Verb::Rcpt: co_await rcpt(cmd.arg); co_return true;
         case Verb::Data: co_return co_await data();
@@ -232,8 +236,10 @@ awaitable<void> Session::auth(const std::string& arg) {
         login = creds->authcid;
         password = creds->password;
     } else if (mech == "LOGIN") {
-        std::optional<std::string> user_b64 = initial.empty() ? co_await auth_response(sasl::kLoginUsernamePrompt)
-                                                              : std::optional<std::string>(initial);
+        // (no co_await inside ?: -- g++ 12 miscompiles it)
+        std::optional<std::string> user_b64;
+        if (initial.empty()) user_b64 = co_await auth_response(sasl::kLoginUsernamePrompt);
+        else user_b64 = initial;
         if (!user_b64) co_return;
         auto pass_b64 = co_await auth_response(sasl::kLoginPasswordPrompt);
         if (!pass_b64) co_return;
@@ -292,6 +298,8 @@ awaitable<bool> Session::open_upstream(const config::Connection& conn, const std
     auto up = std::make_unique<Upstream>(co_await asio::this_coro::executor, conn, mailbox, s_->tokens, tls->second,
                                          s_->hostname);
     UpstreamError err;
+    conn_ = &conn;   // for the session's log line, whatever happens
+    mailbox_ = mailbox;
     if (!co_await up->open(err)) {
         why = std::string(to_string(err.kind)) + ": " + err.detail;
         spdlog::error("session {} connection={} mailbox={} upstream={} {} failure: {}{}{}", id_, conn.name, mailbox,
@@ -302,8 +310,6 @@ awaitable<bool> Session::open_upstream(const config::Connection& conn, const std
     spdlog::info("session {} upstream {} open for {} ({}, AUTH {})", id_, conn.smtp.text(), mailbox,
                  up->tls_description(), conn.sasl == config::SaslMechanism::oauthbearer ? "OAUTHBEARER" : "XOAUTH2");
     upstream_ = std::move(up);
-    conn_ = &conn;
-    mailbox_ = mailbox;
     co_return true;
 }
 
@@ -489,7 +495,7 @@ void Session::log_end() {
     const config::User* u = user_;
     spdlog::info("session {} end client={}:{} login={} connection={} mailbox={} upstream={} messages={} bytes={} "
                  "result={} reason=\"{}\"",
-                 id_, ip_, client_.remote_port(), u ? u->login : (!login_.empty() ? login_ : trusted_ ? "(trusted)" : "-"),
+                 id_, ip_, port_, u ? u->login : (!login_.empty() ? login_ : trusted_ ? "(trusted)" : "-"),
                  conn_ ? conn_->name : (u ? u->connection : "-"), !mailbox_.empty() ? mailbox_ : (u ? u->mailbox : "-"),
                  conn_ ? conn_->smtp.text() : "-", messages_, bytes_, result_, reason_);
 }

@@ -15,7 +15,7 @@ def main():
     mech = "PLAIN"
     if "--mech" in a:
         mech = a[a.index("--mech") + 1]
-    if password == "-":
+    if password == "-" and login != "-":
         password = os.environ["XO_PASSWORD"]
     data = open(path, "rb").read()
     s = smtplib.SMTP(host, int(port), timeout=120)
