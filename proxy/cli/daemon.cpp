@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "cli/commands.hpp"
+#include "server/admin.hpp"
 #include "server/listeners.hpp"
 
 namespace xo::cli {
@@ -43,6 +44,7 @@ int run_daemon(const config::Config& cfg) {
     server::Listeners listeners(io, services);
     try {
         listeners.start();
+        server::start_admin(io, services);
     } catch (const std::exception& ex) {
         spdlog::critical("{}", ex.what());
         return 1;

@@ -4,7 +4,9 @@
 // Built once at start by make_services(); read-only afterwards except for the
 // parts that lock themselves (token cache, authenticator, throttle, metrics).
 #pragma once
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -22,6 +24,20 @@ struct Counters {
     std::atomic<uint64_t> auth_ok{0}, auth_failed{0};
     std::atomic<uint64_t> messages_relayed{0}, messages_refused{0}, messages_failed{0};
     std::atomic<uint64_t> bytes_relayed{0};
+    // Upstream open latency histogram (seconds), for /metrics.
+    static constexpr std::array<double, 8> kBuckets{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+    std::array<std::atomic<uint64_t>, 8> upstream_open_buckets{};
+    std::atomic<uint64_t> upstream_open_count{0}, upstream_open_micros{0};
+    void observe_upstream_open(std::chrono::steady_clock::duration d) {
+        double secs = std::chrono::duration<double>(d).count();
+        for (std::size_t i = 0; i < kBuckets.size(); ++i)
+            if (secs <= kBuckets[i]) {
+                ++upstream_open_buckets[i];
+                break;
+            }
+        ++upstream_open_count;
+        upstream_open_micros += uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+    }
 };
 
 struct Services {

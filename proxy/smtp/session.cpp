@@ -300,7 +300,10 @@ awaitable<bool> Session::open_upstream(const config::Connection& conn, const std
     UpstreamError err;
     conn_ = &conn;   // for the session's log line, whatever happens
     mailbox_ = mailbox;
-    if (!co_await up->open(err)) {
+    auto started = std::chrono::steady_clock::now();
+    bool opened = co_await up->open(err);
+    s_->counters.observe_upstream_open(std::chrono::steady_clock::now() - started);
+    if (!opened) {
         why = std::string(to_string(err.kind)) + ": " + err.detail;
         spdlog::error("session {} connection={} mailbox={} upstream={} {} failure: {}{}{}", id_, conn.name, mailbox,
                       conn.smtp.text(), to_string(err.kind), err.detail, err.advice.empty() ? "" : "; fix: ",

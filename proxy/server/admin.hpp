@@ -1,0 +1,20 @@
+// The loopback admin listener (Beast HTTP/1.1): GET /healthz (200 "ok"),
+// GET /status (JSON: each connection's token state, last error with its code
+// and advice, counters) and GET /metrics (Prometheus text format 0.0.4).
+// Nothing it serves contains a secret or a token.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "asio.hpp"
+#include "server/services.hpp"
+
+namespace xo::server {
+
+// Binds cfg.admin (when its port is set); throws std::runtime_error on failure.
+void start_admin(asio::io_context& io, std::shared_ptr<Services> services);
+
+std::string render_status_json(const Services& s);
+std::string render_metrics(const Services& s);
+
+}  // namespace xo::server
