@@ -110,6 +110,17 @@ struct Admin {
     uint16_t port = 0;                           // 0: no admin listener
 };
 
+// xoauth2-milter's settings (the `milter:` section).
+struct MilterSettings {
+    std::string socket = "inet:8891@127.0.0.1";   // libmilter syntax: inet:PORT@HOST or unix:/path
+    bool reject_unmapped = true;                  // unmapped: reject | accept
+    std::string proxy_status;                     // URL of the proxy's /status; default from admin.bind
+    bool tempfail_when_unreachable = true;        // proxy_unreachable: tempfail | accept
+    bool align_from = false;                      // rewrite envelope and header From to the mailbox
+    bool trace_header = true;                     // add X-XOAUTH2-Connection
+    std::chrono::seconds status_refresh{5};
+};
+
 struct TokenSettings {
     int max_attempts = 3;                        // per fetch, with backoff
     std::chrono::milliseconds backoff{500};
@@ -125,6 +136,7 @@ struct Config {
     std::vector<Sender> senders;
     Admin admin;
     TokenSettings tokens;
+    MilterSettings milter;
     std::string log_level = "info";
 
     const User* find_user(const std::string& login) const;

@@ -155,6 +155,26 @@ void load_misc(Loader& L, const YAML::Node& root, Config& cfg) {
         if (auto v = L.duration_ms(t, "http_timeout", "tokens", 1000, 300000)) cfg.tokens.http_timeout = std::chrono::seconds(*v / 1000);
         if (auto v = L.str(t, "store", "tokens", false)) cfg.tokens.store = L.resolve(*v);
     }
+    if (YAML::Node m = root["milter"]; m && L.keys(m, "milter", detail::kMilterKeys)) {
+        auto& ms = cfg.milter;
+        if (auto v = L.str(m, "socket", "milter", false)) {
+            if (v->rfind("inet:", 0) != 0 && v->rfind("inet6:", 0) != 0 && v->rfind("unix:", 0) != 0)
+                L.error(m["socket"], "milter.socket", "'" + *v + "' is not inet:PORT@HOST or unix:/path");
+            ms.socket = *v;
+        }
+        if (auto v = L.choice<bool>(m, "unmapped", "milter", {{"reject", true}, {"accept", false}})) ms.reject_unmapped = *v;
+        if (auto v = L.str(m, "proxy_status", "milter", false)) {
+            if (v->rfind("http://", 0) != 0) L.error(m["proxy_status"], "milter.proxy_status", "'" + *v + "' must be an http:// URL (the admin listener)");
+            ms.proxy_status = *v;
+        }
+        if (auto v = L.choice<bool>(m, "proxy_unreachable", "milter", {{"tempfail", true}, {"accept", false}}))
+            ms.tempfail_when_unreachable = *v;
+        if (auto v = L.boolean(m, "align_from", "milter")) ms.align_from = *v;
+        if (auto v = L.boolean(m, "trace_header", "milter")) ms.trace_header = *v;
+        if (auto v = L.duration_ms(m, "status_refresh", "milter", 1000, 300000)) ms.status_refresh = std::chrono::seconds(*v / 1000);
+    }
+    if (cfg.milter.proxy_status.empty() && cfg.admin.port)
+        cfg.milter.proxy_status = "http://" + cfg.admin.host + ":" + std::to_string(cfg.admin.port) + "/status";
     if (YAML::Node l = root["log"]; l && L.keys(l, "log", detail::kLogKeys)) {
         if (auto v = L.choice<std::string>(l, "level", "log", {{"trace", "trace"}, {"debug", "debug"}, {"info", "info"},
                                                                {"warn", "warn"}, {"error", "error"}}))

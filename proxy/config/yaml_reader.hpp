@@ -23,7 +23,8 @@
 namespace xo::config::detail {
 
 using Keys = std::vector<const char*>;
-inline const Keys kTopKeys = {"listeners", "connections", "users", "senders", "admin", "tokens", "log"};
+inline const Keys kTopKeys = {"listeners", "connections", "users", "senders", "admin", "tokens", "log", "milter"};
+inline const Keys kMilterKeys = {"socket", "unmapped", "proxy_status", "proxy_unreachable", "align_from", "trace_header", "status_refresh"};
 inline const Keys kListenerKeys = {"name", "protocol", "bind", "tls", "cert_file", "key_file", "allow_plaintext_auth",
                             "trusted_networks", "max_message_size", "max_sessions", "idle_timeout"};
 inline const Keys kConnectionKeys = {"provider", "flow", "tenant", "client_id", "client_secret", "certificate",
