@@ -35,7 +35,8 @@ ROLES = ["SMTP.SendAsApp", "IMAP.AccessAsApp", "POP.AccessAsApp"]
 class State:
     """Registry, failure modes, counters; shared by all request threads."""
 
-    def __init__(self, registry, base_url, log):
+    def __init__(self, registry, base_url, log, issued_file=None):
+        self.issued_file = issued_file
         self.reg = registry
         self.base_url = base_url.rstrip("/")
         self.log_file = log
@@ -85,6 +86,11 @@ class State:
                 "jti": uuid.uuid4().hex}
         base.update(claims)
         tok = jwt.encode(base, self.key, algorithm="RS256", headers={"kid": self.kid})
+        if self.issued_file:   # for the suite's leak scan: not a log, mode 0600
+            with self.lock:
+                fd = os.open(self.issued_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                os.write(fd, (tok + "\n").encode())
+                os.close(fd)
         return tok, self.lifetime
 
 
@@ -414,8 +420,9 @@ def main():
         ap.add_argument(a, type=int, required=True)
     for a in ("--cert", "--key", "--registry", "--base-url", "--log"):
         ap.add_argument(a, required=True)
+    ap.add_argument("--issued-tokens", help="append every issued access token here (0600), for leak scans")
     args = ap.parse_args()
-    Handler.state = State(json.load(open(args.registry)), args.base_url, args.log)
+    Handler.state = State(json.load(open(args.registry)), args.base_url, args.log, args.issued_tokens)
     https = Server(("127.0.0.1", args.https_port), control=False)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)

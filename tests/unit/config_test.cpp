@@ -163,6 +163,8 @@ struct ErrorCase {
     const char* expect_text;
 };
 
+void PrintTo(const ErrorCase& c, std::ostream* os) { *os << c.name; }
+
 class ConfigErrors : public ::testing::TestWithParam<ErrorCase> {};
 
 TEST_P(ConfigErrors, NamesFileLineAndKey) {
