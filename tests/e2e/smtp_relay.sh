@@ -13,7 +13,7 @@ send_swaks() {  # send_swaks LOGIN PASSWORD MECH FROM TO FILE
   # swaks ends the data with CRLF . CRLF after the file's content: give it the
   # message without its last CRLF, so that what it sends is the message itself.
   head -c -2 "$6" > "$6.swaks"
-  swaks --server 127.0.0.1 --port "$PROXY_SMTP" --auth "$3" --auth-user "$1" --auth-password "$2" \
+  swaks --server 127.0.0.1 --port "$PROXY_SMTP" --auth "$3" --auth-user "$1" --auth-password "$2" --auth-hide-password \
     --from "$4" --to "$5" --data "@$6.swaks" --timeout 60 >"$WORK/swaks-$1-$3.out" 2>&1
 }
 

@@ -290,3 +290,18 @@ TEST(Config, SenderLookupAndNetworks) {
     EXPECT_FALSE(is_address("a@b"));
     EXPECT_FALSE(is_address("<a@b.c>"));
 }
+
+// config/example.yaml is valid apart from the credential files it names, which
+// exist only on a real installation.
+TEST(Config, ExampleYamlIsValidButForMissingFiles) {
+    auto r = load_config(std::string(XO_SOURCE_DIR) + "/config/example.yaml");
+    int errors = 0;
+    for (const auto& d : r.diagnostics) {
+        if (!d.error) continue;
+        ++errors;
+        bool missing_file = d.message.find("cannot read /") != std::string::npos ||
+                            d.message.find("environment variable") != std::string::npos;
+        EXPECT_TRUE(missing_file) << d.text();
+    }
+    EXPECT_GT(errors, 0);
+}
