@@ -60,7 +60,9 @@ PathResult parse_path(std::string_view arg, std::string_view keyword, bool allow
         r.error = "501 5.1.3 Bad recipient address syntax";
         return r;
     }
-    if (addr.size() > 254 || addr.find_first_of(" \t<>") != std::string_view::npos ||
+    // Spaces are allowed only inside a quoted local part.
+    std::string_view unquoted = addr.substr(addr.rfind('"') == std::string_view::npos ? 0 : addr.rfind('"') + 1);
+    if (addr.size() > 254 || unquoted.find_first_of(" \t<>") != std::string_view::npos ||
         (!addr.empty() && (addr.find('@') == std::string_view::npos || addr.back() == '@' || addr.front() == '@'))) {
         r.error = allow_null ? "501 5.1.7 Bad sender address syntax" : "501 5.1.3 Bad recipient address syntax";
         return r;
