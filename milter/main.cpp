@@ -153,7 +153,7 @@ sfsistat on_eom(SMFICTX* ctx) {
         if (strcasecmp(hdr_addr.c_str(), d.mailbox.c_str()) != 0) {
             if (!p->has_reply_to && !p->header_from.empty())
                 smfi_addheader(ctx, const_cast<char*>("Reply-To"), const_cast<char*>(p->header_from.c_str()));
-            std::string v = " <" + d.mailbox + ">";
+            std::string v = "<" + d.mailbox + ">";
             if (p->header_from.empty()) smfi_addheader(ctx, const_cast<char*>("From"), const_cast<char*>(v.c_str()));
             else smfi_chgheader(ctx, const_cast<char*>("From"), 1, const_cast<char*>(v.c_str()));
         }

@@ -24,6 +24,7 @@ check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; f
 
 cleanup() {
   local rc=$?
+  declare -F extra_cleanup >/dev/null && extra_cleanup
   proxy_stop
   [ -f "$WORK/world/world.env" ] && bash "$SRC/tests/world/stop" "$WORK/world" >/dev/null 2>&1 || true
   exit $rc
