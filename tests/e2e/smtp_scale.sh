@@ -31,6 +31,7 @@ f=$(maildir_find alice@contoso.test "Subject: big-30mb") && \
 
 # 20 sessions at once on a connection whose token is not cached yet.
 idp_reset
+idp_control '{"token_lifetime": 303}'   # 3 s outside the 300 s refresh window, then renewed
 for i in $(seq 1 20); do
   $PY "$SRC/tests/clients/make_message.py" "$WORK/c$i.eml" scanner@contoso.test alice@contoso.test "concurrent-$i"
 done
@@ -45,5 +46,21 @@ for p in "${pids[@]}"; do wait "$p" && ok=$((ok + 1)); done
 check "20 concurrent sessions all relayed ($ok/20)" test "$ok" -eq 20
 n=$(idp_requests "$MS_CERT_CLIENT_ID")
 check "20 concurrent sessions caused one token request (got $n)" test "$n" -eq 1
+# Reused while outside the refresh window...
+XO_PASSWORD=scanner-pass $PY "$SRC/tests/clients/smtp_send.py" 127.0.0.1 "$PROXY_SMTP" scanner - \
+  scanner@contoso.test alice@contoso.test "$WORK/c1.eml" >"$WORK/reuse.out" 2>&1 || true
+n=$(idp_requests "$MS_CERT_CLIENT_ID")
+check "token reused outside the refresh window (requests: $n)" test "$n" -eq 1
+# ...and renewed once inside it, however many sessions ask.
+sleep 3.2
+pids=()
+for i in $(seq 1 10); do
+  XO_PASSWORD=scanner-pass timeout 120 $PY "$SRC/tests/clients/smtp_send.py" 127.0.0.1 "$PROXY_SMTP" scanner - \
+    scanner@contoso.test alice@contoso.test "$WORK/c$i.eml" >"$WORK/renew$i.out" 2>&1 &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || true; done
+n=$(idp_requests "$MS_CERT_CLIENT_ID")
+check "renewed once inside the refresh window by 10 concurrent sessions (requests: $n)" test "$n" -eq 2
 
 finish
