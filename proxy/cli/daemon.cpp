@@ -12,12 +12,14 @@ namespace {
 constexpr auto kGrace = std::chrono::seconds(25);
 
 // SIGTERM/SIGINT: stop accepting, let running sessions finish (bounded), stop.
-awaitable<void> wait_for_signal(asio::io_context& io, server::Listeners* listeners) {
+awaitable<void> wait_for_signal(asio::io_context& io, server::Listeners* listeners,
+                                std::shared_ptr<server::Services> services) {
     asio::signal_set signals(io, SIGTERM, SIGINT);
     int sig = co_await signals.async_wait(use_awaitable);
     spdlog::info("signal {}: no new sessions; waiting up to {}s for {} running", sig, kGrace.count(),
                  listeners->active_sessions());
     listeners->stop();
+    services->drain();   // idle sessions close now; those mid-message finish it
     auto deadline = std::chrono::steady_clock::now() + kGrace;
     asio::steady_timer t(io);
     while (listeners->active_sessions() > 0 && std::chrono::steady_clock::now() < deadline) {
@@ -49,7 +51,7 @@ int run_daemon(const config::Config& cfg) {
         spdlog::critical("{}", ex.what());
         return 1;
     }
-    asio::co_spawn(io, wait_for_signal(io, &listeners), asio::detached);
+    asio::co_spawn(io, wait_for_signal(io, &listeners, services), asio::detached);
     spdlog::info("xoauth2-proxy " XO_VERSION " ready: {} connection(s), {} user(s)", cfg.connections.size(),
                  cfg.users.size());
     unsigned n = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));

@@ -41,6 +41,33 @@ awaitable<const config::User*> check_login(std::shared_ptr<Services> s, std::str
                                       use_awaitable);
 }
 
+uint64_t Services::register_idle_closer(std::function<void()> close) {
+    std::lock_guard lock(closers_mu_);
+    uint64_t id = next_closer_++;
+    closers_[id] = std::move(close);
+    if (draining) {   // raced with drain(): close at once
+        auto f = std::move(closers_[id]);
+        closers_.erase(id);
+        f();
+    }
+    return id;
+}
+
+void Services::unregister_idle_closer(uint64_t id) {
+    std::lock_guard lock(closers_mu_);
+    closers_.erase(id);
+}
+
+void Services::drain() {
+    std::map<uint64_t, std::function<void()>> closers;
+    {
+        std::lock_guard lock(closers_mu_);
+        draining = true;
+        closers.swap(closers_);
+    }
+    for (auto& [id, close] : closers) close();
+}
+
 bool is_loopback(const std::string& ip) {
     error_code ec;
     auto a = asio::ip::make_address(ip, ec);

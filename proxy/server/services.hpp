@@ -7,7 +7,9 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 
@@ -49,6 +51,19 @@ struct Services {
     std::string hostname;
     Counters counters;
     asio::thread_pool kdf_pool{1};   // password hashing off the I/O threads
+
+    // Shutdown (SIGTERM): sessions register a closer for while they wait for a
+    // command; drain() sets `draining` and closes the waiting ones, so only
+    // sessions in the middle of a message keep running (to their reply).
+    std::atomic<bool> draining{false};
+    uint64_t register_idle_closer(std::function<void()> close);
+    void unregister_idle_closer(uint64_t id);
+    void drain();
+
+private:
+    std::mutex closers_mu_;
+    uint64_t next_closer_ = 1;
+    std::map<uint64_t, std::function<void()>> closers_;
 };
 
 // Throws std::runtime_error when a connection's CA file cannot be loaded.

@@ -64,6 +64,7 @@ private:
     std::string id_, ip_;
     std::string login_;                         // last login tried
     uint16_t port_ = 0;
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);   // false once run() ended
     bool trusted_ = false;
     bool greeted_ = false;
     const config::User* user_ = nullptr;        // after AUTH
@@ -91,8 +92,32 @@ awaitable<void> Session::run() {
     if (!ec) {
         reply("220 " + s_->hostname + " ESMTP xoauth2-proxy");
         for (;;) {
-            std::size_t limit = kCommandLine;
-            std::string line = co_await client_.read_line(limit, ec);
+            if (s_->draining && !in_mail_) {
+                reply("421 4.3.2 Service shutting down, try again later");
+                reason_ = "shutdown";
+                break;
+            }
+            std::string line;
+            if (client_.has_line()) {
+                line = co_await client_.read_line(kCommandLine, ec);
+            } else {
+                // Waiting for the client: a shutdown may close us here (no message in flight).
+                co_await client_.flush(ec);
+                if (ec) break;
+                auto ex = co_await asio::this_coro::executor;
+                // Runs on this session's strand; `alive_` tells whether the Link still exists.
+                uint64_t closer = s_->register_idle_closer([ex, link = &client_, alive = alive_] {
+                    asio::post(ex, [link, alive] {
+                        if (*alive) link->close();
+                    });
+                });
+                line = co_await client_.read_line(kCommandLine, ec);
+                s_->unregister_idle_closer(closer);
+                if (ec && s_->draining) {
+                    reason_ = "shutdown while idle";
+                    break;
+                }
+            }
             if (ec == asio::error::message_size) {
                 ec = {};
                 reply("500 5.5.6 Line too long");
@@ -118,6 +143,7 @@ awaitable<void> Session::run() {
     co_await drop_upstream(true);
     --s_->counters.sessions_active;
     log_end();
+    *alive_ = false;
 }
 
 awaitable<bool> Session::handle(const std::string& line) {
