@@ -23,6 +23,7 @@ void usage(std::ostream& out) {
     out << "usage: xoauth2-proxy [--config FILE] [--check]\n"
            "       xoauth2-proxy hash-password            (password on stdin)\n"
            "       xoauth2-proxy [--config FILE] token CONNECTION [--mailbox ADDRESS] [--show]\n"
+           "       xoauth2-proxy [--config FILE] healthcheck   (GET /healthz of admin.bind; for containers)\n"
            "default config: /etc/xoauth2-proxy/config.yaml\n";
 }
 
@@ -74,6 +75,7 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (!rest.empty() && rest[0] == "token") return xo::cli::token_command(loaded.config, rest);
+    if (!rest.empty() && rest[0] == "healthcheck") return xo::cli::healthcheck_command(loaded.config);
     if (!rest.empty()) {
         std::cerr << "unknown command '" << rest[0] << "'\n";
         usage(std::cerr);

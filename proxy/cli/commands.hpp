@@ -12,6 +12,9 @@ namespace xo::cli {
 // and scope; the token itself only with --show.
 int token_command(const config::Config& cfg, const std::vector<std::string>& args);
 
+// GET http://ADMIN/healthz: 0 when the daemon answers 200 within 3 s (container health checks).
+int healthcheck_command(const config::Config& cfg);
+
 // Runs the listeners until SIGTERM/SIGINT.
 int run_daemon(const config::Config& cfg);
 

@@ -80,3 +80,35 @@ int token_command(const config::Config& cfg, const std::vector<std::string>& arg
 }
 
 }  // namespace xo::cli
+
+namespace xo::cli {
+namespace {
+awaitable<void> get_health(std::string url, oauth::HttpResult* out) {
+    oauth::HttpRequest req;
+    req.method = "GET";
+    req.url = std::move(url);
+    req.timeout = std::chrono::seconds(3);
+    *out = co_await oauth::http_request(std::move(req), nullptr);
+}
+}  // namespace
+
+int healthcheck_command(const config::Config& cfg) {
+    if (!cfg.admin.port) {
+        std::cerr << "healthcheck: no admin.bind in " << cfg.file << "\n";
+        return 2;
+    }
+    std::string host = cfg.admin.host == "0.0.0.0" ? "127.0.0.1" : cfg.admin.host == "::" ? "::1" : cfg.admin.host;
+    std::string url = "http://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+                      std::to_string(cfg.admin.port) + "/healthz";
+    asio::io_context io;
+    oauth::HttpResult r;
+    asio::co_spawn(io, get_health(url, &r), asio::detached);
+    io.run_for(std::chrono::seconds(5));
+    if (!r.ok || r.status != 200) {
+        std::cerr << "healthcheck: " << url << ": " << (r.ok ? "HTTP " + std::to_string(r.status) : r.error) << "\n";
+        return 1;
+    }
+    std::cout << "ok\n";
+    return 0;
+}
+}  // namespace xo::cli

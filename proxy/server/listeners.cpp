@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include "net/tls.hpp"
+#include "imap/session.hpp"
+#include "pop3/session.hpp"
 #include "smtp/session.hpp"
 
 namespace xo::server {
@@ -12,11 +14,6 @@ Listeners::Listeners(asio::io_context& io, std::shared_ptr<Services> services)
 
 void Listeners::start() {
     for (const auto& l : services_->cfg.listeners) {
-        if (l.protocol != config::Protocol::smtp) {
-            spdlog::warn("listener {}: protocol {} is not available in this version; skipped", l.name,
-                         config::to_string(l.protocol));
-            continue;
-        }
         auto b = std::make_unique<Bound>();
         b->listener = &l;
         if (l.tls != config::ListenerTls::none) b->tls = net::make_server_context(l.cert_file, l.key_file);
@@ -53,13 +50,25 @@ awaitable<void> Listeners::accept_loop(Bound* b) {
             continue;
         }
         if (services_->counters.sessions_active.load() >= b->listener->max_sessions) {
-            static constexpr char busy[] = "421 4.3.2 Too many connections, try again later\r\n";
-            asio::write(socket, asio::buffer(busy, sizeof busy - 1), ec);
+            std::string_view busy = b->listener->protocol == config::Protocol::smtp ? "421 4.3.2 Too many connections, try again later\r\n"
+                                  : b->listener->protocol == config::Protocol::imap ? "* BYE Too many connections, try again later\r\n"
+                                  : "-ERR [SYS/TEMP] Too many connections, try again later\r\n";
+            asio::write(socket, asio::buffer(busy.data(), busy.size()), ec);
             socket.close(ec);
             continue;
         }
         auto ex = socket.get_executor();
-        asio::co_spawn(ex, smtp::run_session(std::move(socket), b->listener, services_, b->tls), asio::detached);
+        switch (b->listener->protocol) {
+            case config::Protocol::smtp:
+                asio::co_spawn(ex, smtp::run_session(std::move(socket), b->listener, services_, b->tls), asio::detached);
+                break;
+            case config::Protocol::imap:
+                asio::co_spawn(ex, imap::run_session(std::move(socket), b->listener, services_, b->tls), asio::detached);
+                break;
+            case config::Protocol::pop3:
+                asio::co_spawn(ex, pop3::run_session(std::move(socket), b->listener, services_, b->tls), asio::detached);
+                break;
+        }
     }
 }
 

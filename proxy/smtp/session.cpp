@@ -300,8 +300,10 @@ awaitable<void> Session::auth(const std::string& arg) {
     s_->throttle.record_success(ip_);
     if (result_ == "authfail") result_ = "ok";
     const config::Connection* conn = s_->cfg.find_connection(user->connection);
-    std::string why;
-    if (!conn || !co_await open_upstream(*conn, user->mailbox, why)) {
+    std::string why = "connection " + user->connection + " is not configured";
+    bool opened = false;   // (no co_await inside || -- g++ 12)
+    if (conn) opened = co_await open_upstream(*conn, user->mailbox, why);
+    if (!opened) {
         // The client's password was right: the fault is on our side or upstream,
         // and the sender must keep the message.
         reply("454 4.7.0 Temporary authentication failure: upstream unavailable for " + user->mailbox);
@@ -376,8 +378,10 @@ awaitable<void> Session::mail(const std::string& arg) {
         const config::Connection* conn = s_->cfg.find_connection(map->connection);
         std::string mailbox = map->mailbox.empty() ? path.path.address : map->mailbox;
         if (!upstream_ || conn != conn_ || mailbox != mailbox_) {
-            std::string why;
-            if (!conn || !co_await open_upstream(*conn, mailbox, why)) {
+            std::string why = "connection " + map->connection + " is not configured";
+            bool opened = false;
+            if (conn) opened = co_await open_upstream(*conn, mailbox, why);
+            if (!opened) {
                 reply("451 4.7.0 Temporary failure: upstream unavailable for " + mailbox + ", try again later");
                 result_ = "tempfail";
                 reason_ = why;

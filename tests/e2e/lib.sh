@@ -12,6 +12,8 @@ PY=/usr/bin/python3
 PROXY_SMTP=$((PORT_BASE + 20))       # the proxy's SMTP listener (AUTH)
 PROXY_TRUSTED=$((PORT_BASE + 21))    # the proxy's trusted-sender listener
 PROXY_ADMIN=$((PORT_BASE + 22))
+PROXY_IMAP=$((PORT_BASE + 25))       # the proxy's IMAP listener
+PROXY_POP3=$((PORT_BASE + 26))       # the proxy's POP3 listener
 FAILS=0
 PROXY_PID=""
 
@@ -62,6 +64,8 @@ proxy_config() {
 listeners:
   - {name: submission, protocol: smtp, bind: "127.0.0.1:$PROXY_SMTP", tls: none}
   - {name: trusted, protocol: smtp, bind: "127.0.0.1:$PROXY_TRUSTED", tls: none, trusted_networks: [127.0.0.1/32]}
+  - {name: imap, protocol: imap, bind: "127.0.0.1:$PROXY_IMAP"}
+  - {name: pop3, protocol: pop3, bind: "127.0.0.1:$PROXY_POP3"}
 connections:
   ms-secret:
     provider: microsoft
@@ -71,6 +75,8 @@ connections:
     client_secret: {file: $MS_SECRET_FILE}
     authority: $IDP_URL
     smtp: {host: localhost, port: $SMTP_STARTTLS_PORT, tls: starttls}
+    imap: {host: localhost, port: $IMAPS_PORT, tls: implicit}
+    pop3: {host: localhost, port: $POP3S_PORT, tls: implicit}
     ca_file: $CA_FILE
   ms-cert:
     provider: microsoft
@@ -81,12 +87,16 @@ connections:
     private_key: $MS_CERT_KEY_FILE
     authority: $IDP_URL
     smtp: {host: localhost, port: $SMTP_STARTTLS_PORT, tls: starttls}
+    imap: {host: localhost, port: $IMAPS_PORT, tls: implicit}
+    pop3: {host: localhost, port: $POP3S_PORT, tls: implicit}
     ca_file: $CA_FILE
   google:
     provider: google
     flow: service_account
     key_file: $GOOGLE_KEY_FILE
     smtp: {host: localhost, port: $SMTP_STARTTLS_PORT, tls: starttls}
+    imap: {host: localhost, port: $IMAPS_PORT, tls: implicit}
+    pop3: {host: localhost, port: $POP3S_PORT, tls: implicit}
     ca_file: $CA_FILE
   generic:
     provider: generic
@@ -96,6 +106,8 @@ connections:
     token_url: $GENERIC_TOKEN_URL
     scope: $GENERIC_SCOPE
     smtp: {host: localhost, port: $SMTP_STARTTLS_PORT, tls: starttls}
+    imap: {host: localhost, port: $IMAPS_PORT, tls: implicit}
+    pop3: {host: localhost, port: $POP3S_PORT, tls: implicit}
     ca_file: $CA_FILE
 users:
   - {login: erp, password_hash: "$h_erp", connection: ms-secret, mailbox: erp@contoso.test}

@@ -1,0 +1,361 @@
+#include "pop3/session.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <set>
+
+#include "diagnose/diagnose.hpp"
+#include "net/link.hpp"
+#include "net/relay.hpp"
+#include "net/tls.hpp"
+#include "pop3/parser.hpp"
+#include "smtp/sasl.hpp"
+#include "smtp/upstream.hpp"
+
+namespace xo::pop3 {
+namespace {
+
+using smtp::UpstreamError;
+constexpr int kMaxErrors = 10;
+constexpr int kMaxAuthFailures = 3;
+
+// The upstream POP3 client: connect, TLS, CAPA, AUTH XOAUTH2 (one fresh-token retry).
+class Upstream {
+public:
+    Upstream(const asio::any_io_executor& ex, const config::Connection& c, std::string mailbox,
+             std::shared_ptr<oauth::TokenCache> tokens, std::shared_ptr<ssl::context> tls)
+        : conn_(c), mailbox_(std::move(mailbox)), tokens_(std::move(tokens)), link_(ex, std::move(tls)) {}
+    net::Link& link() { return link_; }
+    std::string description() const {
+        return std::string(conn_.pop3.tls == config::UpstreamTls::starttls ? "STLS " : "implicit TLS ") + link_.tls_version();
+    }
+
+    awaitable<bool> open(UpstreamError& err) {
+        auto tr = co_await tokens_->get(conn_.name, mailbox_);
+        auto token_error = [&](const oauth::TokenResult& t) {
+            err.kind = UpstreamError::Kind::token;
+            err.detail = t.error.summary();
+            err.advice = diagnose::token_error_advice(t.error.code, t.error.error, t.error.description);
+            return false;
+        };
+        if (!tr.ok()) co_return token_error(tr);
+        error_code ec;
+        link_.set_timeout(std::chrono::seconds(60));
+        co_await link_.connect(conn_.pop3.host, conn_.pop3.port, ec);
+        if (ec) {
+            err.kind = UpstreamError::Kind::connect;
+            err.detail = "connect " + conn_.pop3.text() + ": " + ec.message();
+            co_return false;
+        }
+        auto tls_error = [&]() {
+            err.kind = UpstreamError::Kind::tls;
+            std::string why = net::verify_error(link_.native_ssl());
+            err.detail = "TLS handshake with " + conn_.pop3.text() + ": " + (why.empty() ? ec.message() : why);
+            return false;
+        };
+        auto protocol_error = [&](const std::string& what, const std::string& got) {
+            err.kind = UpstreamError::Kind::protocol;
+            err.detail = what + ": " + (ec ? ec.message() : got);
+            return false;
+        };
+        if (conn_.pop3.tls == config::UpstreamTls::implicit) {
+            co_await link_.start_tls(false, conn_.pop3.host, ec);
+            if (ec) co_return tls_error();
+        }
+        std::string l = co_await link_.read_line(8192, ec);
+        if (ec || parse_status(l).kind != Status::Kind::ok) co_return protocol_error("greeting", l);
+        if (!co_await capa(ec)) co_return protocol_error("CAPA", "refused");
+        if (conn_.pop3.tls == config::UpstreamTls::starttls) {
+            if (!caps_.count("STLS")) {
+                err.kind = UpstreamError::Kind::tls;
+                err.detail = conn_.pop3.text() + " does not offer STLS; refusing to authenticate in clear";
+                co_return false;
+            }
+            link_.queue("STLS\r\n");
+            l = co_await link_.read_line(8192, ec);
+            if (ec || parse_status(l).kind != Status::Kind::ok) co_return protocol_error("STLS", l);
+            co_await link_.start_tls(false, conn_.pop3.host, ec);
+            if (ec) co_return tls_error();
+            if (!co_await capa(ec)) co_return protocol_error("CAPA", "refused");
+        }
+        std::string token = tr.token->access_token;
+        for (int attempt = 0; attempt < 2; ++attempt) {
+            bool retry = false;
+            if (co_await authenticate(token, retry, err)) co_return true;
+            if (!retry || attempt == 1) break;
+            tokens_->invalidate(conn_.name, mailbox_, token);
+            tr = co_await tokens_->get(conn_.name, mailbox_);
+            if (!tr.ok()) co_return token_error(tr);
+            token = tr.token->access_token;
+        }
+        co_return false;
+    }
+
+private:
+    awaitable<bool> capa(error_code& ec) {
+        caps_.clear();
+        link_.queue("CAPA\r\n");
+        std::string l = co_await link_.read_line(8192, ec);
+        if (ec || parse_status(l).kind != Status::Kind::ok) co_return false;
+        for (int i = 0; i < 200; ++i) {
+            l = co_await link_.read_line(8192, ec);
+            if (ec) co_return false;
+            if (l == ".") co_return true;
+            add_capa_line(caps_, l.rfind("..", 0) == 0 ? l.substr(1) : l);
+        }
+        co_return false;
+    }
+
+    awaitable<bool> authenticate(const std::string& token, bool& retry, UpstreamError& err) {
+        error_code ec;
+        const bool bearer = conn_.sasl == config::SaslMechanism::oauthbearer;
+        const std::string mech = bearer ? "OAUTHBEARER" : "XOAUTH2";
+        err.kind = UpstreamError::Kind::auth;
+        if (!caps_.count("SASL:" + mech)) {
+            err.detail = conn_.pop3.text() + " does not offer SASL " + mech;
+            err.advice = "POP may be disabled for the mailbox, or the sasl: setting is wrong";
+            co_return false;
+        }
+        link_.queue("AUTH " + mech + "\r\n");
+        bool sent = false;
+        for (int i = 0; i < 4; ++i) {
+            std::string l = co_await link_.read_line(65536, ec);
+            if (ec) break;
+            Status st = parse_status(l);
+            if (st.kind == Status::Kind::continuation) {
+                if (!sent) {
+                    link_.queue((bearer ? sasl::oauthbearer_initial_response(mailbox_, conn_.pop3.host, conn_.pop3.port, token)
+                                        : sasl::xoauth2_initial_response(mailbox_, token)) + "\r\n");
+                    sent = true;
+                } else {
+                    if (auto ch = sasl::parse_error_challenge(st.text)) {
+                        retry = ch->retry_with_fresh_token;
+                        err.detail = "status " + ch->status + ", ";
+                    }
+                    link_.queue(bearer ? "AQ==\r\n" : "\r\n");
+                }
+                continue;
+            }
+            if (st.kind == Status::Kind::ok) {
+                err = UpstreamError{};
+                co_return true;
+            }
+            err.detail += "AUTH " + mech + " for " + mailbox_ + " refused: -ERR " + (st.code.empty() ? "" : "[" + st.code + "] ") + st.text;
+            err.advice = diagnose::upstream_reply_advice(st.text);
+            co_return false;
+        }
+        err.kind = UpstreamError::Kind::protocol;
+        err.detail += "AUTH " + mech + ": " + (ec ? ec.message() : "unexpected answer");
+        co_return false;
+    }
+
+    config::Connection conn_;
+    std::string mailbox_;
+    std::shared_ptr<oauth::TokenCache> tokens_;
+    net::Link link_;
+    std::set<std::string> caps_;
+};
+
+class Session {
+public:
+    Session(tcp::socket socket, const config::Listener& l, std::shared_ptr<server::Services> s,
+            std::shared_ptr<ssl::context> tls)
+        : listener_(l), s_(std::move(s)), client_(std::move(socket), tls ? tls : dummy()), id_(server::new_session_id()) {
+        client_.set_timeout(std::chrono::minutes(10));
+        ip_ = client_.remote_address();
+        port_ = client_.remote_port();
+    }
+    awaitable<void> run();
+
+private:
+    static std::shared_ptr<ssl::context> dummy() {
+        static auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+        return ctx;
+    }
+    bool plaintext_ok() const {
+        return client_.tls_active() || listener_.allow_plaintext_auth || server::is_loopback(ip_);
+    }
+    void send(std::string_view s) {
+        client_.queue(s);
+        client_.queue("\r\n");
+    }
+    awaitable<bool> login(const std::string& user, const std::string& pass);
+
+    const config::Listener& listener_;
+    std::shared_ptr<server::Services> s_;
+    net::Link client_;
+    std::string id_, ip_, login_;
+    uint16_t port_ = 0;
+    const config::User* user_ = nullptr;
+    std::unique_ptr<Upstream> upstream_;
+    uint64_t up_bytes_ = 0, down_bytes_ = 0;
+    std::string result_ = "ok", reason_;
+};
+
+awaitable<void> Session::run() {
+    ++s_->counters.sessions;
+    ++s_->counters.sessions_active;
+    error_code ec;
+    if (listener_.tls == config::ListenerTls::implicit) co_await client_.start_tls(true, "", ec);
+    if (!ec) send("+OK xoauth2-proxy ready");
+    std::string pending_user;
+    int errors = 0, failures = 0;
+    while (!ec && !upstream_) {
+        if (s_->draining) {
+            send("-ERR [SYS/TEMP] Server shutting down");
+            reason_ = "shutdown";
+            break;
+        }
+        std::string line = co_await client_.read_line(12288, ec);
+        if (ec == asio::error::message_size) {
+            ec = {};
+            send("-ERR Line too long");
+            if (++errors >= kMaxErrors) break;
+            continue;
+        }
+        if (ec) {
+            reason_ = ec == beast::error::timeout ? "client idle timeout" : "client disconnected";
+            break;
+        }
+        Command c = parse_command(line);
+        if (c.verb == "CAPA") {
+            send("+OK Capability list follows");
+            send("USER");
+            if (plaintext_ok()) send("SASL PLAIN");
+            if (listener_.tls == config::ListenerTls::starttls && !client_.tls_active()) send("STLS");
+            send("IMPLEMENTATION xoauth2-proxy");
+            send(".");
+        } else if (c.verb == "QUIT") {
+            send("+OK Bye");
+            reason_ = "QUIT";
+            break;
+        } else if (c.verb == "NOOP") {
+            send("+OK");
+        } else if (c.verb == "STLS") {
+            if (listener_.tls != config::ListenerTls::starttls || client_.tls_active()) {
+                send("-ERR STLS not available");
+                ++errors;
+                continue;
+            }
+            send("+OK Begin TLS negotiation");
+            co_await client_.flush(ec);
+            if (!ec) co_await client_.start_tls(true, "", ec);
+        } else if (c.verb == "USER") {
+            if (!plaintext_ok()) send("-ERR [AUTH] Use STLS first");
+            else if (c.arg.empty()) send("-ERR Syntax: USER name");
+            else pending_user = c.arg, send("+OK");
+        } else if (c.verb == "PASS") {
+            if (pending_user.empty()) {
+                send("-ERR USER first");
+                continue;
+            }
+            std::string user = pending_user;
+            pending_user.clear();
+            if (!co_await login(user, c.arg) && ++failures >= kMaxAuthFailures) break;
+        } else if (c.verb == "AUTH") {
+            auto sp = c.arg.find(' ');
+            std::string mech = c.arg.substr(0, sp);
+            for (auto& ch : mech) ch = char(std::toupper((unsigned char)ch));
+            if (mech != "PLAIN") {
+                send("-ERR Unsupported mechanism (AUTH PLAIN is offered)");
+                continue;
+            }
+            if (!plaintext_ok()) {
+                send("-ERR [AUTH] Use STLS first");
+                continue;
+            }
+            std::string resp = sp == std::string::npos ? "" : c.arg.substr(sp + 1);
+            if (resp.empty()) {
+                send("+ ");
+                resp = co_await client_.read_line(12288, ec);
+                if (ec) break;
+            }
+            auto creds = sasl::decode_plain(resp == "=" ? "" : resp);
+            if (!creds) {
+                send("-ERR Cannot decode AUTH PLAIN response");
+                continue;
+            }
+            if (!co_await login(creds->authcid, creds->password) && ++failures >= kMaxAuthFailures) break;
+        } else {
+            send("-ERR Unknown command or not logged in");
+            if (++errors >= kMaxErrors) break;
+        }
+    }
+    co_await client_.flush(ec);
+    if (upstream_ && !ec) {
+        auto r = co_await net::relay(client_, upstream_->link(), std::chrono::minutes(10));
+        up_bytes_ = r.client_to_upstream;
+        down_bytes_ = r.upstream_to_client;
+        reason_ = r.ended_by;
+    }
+    client_.close();
+    if (upstream_) upstream_->link().close();
+    --s_->counters.sessions_active;
+    const config::Connection* conn = user_ ? s_->cfg.find_connection(user_->connection) : nullptr;
+    spdlog::info("pop3 session {} end client={}:{} login={} connection={} mailbox={} upstream={} bytes_in={} "
+                 "bytes_out={} result={} reason=\"{}\"",
+                 id_, ip_, port_, login_.empty() ? "-" : login_, conn ? conn->name : "-", user_ ? user_->mailbox : "-",
+                 conn ? conn->pop3.text() : "-", up_bytes_, down_bytes_, result_, reason_);
+}
+
+awaitable<bool> Session::login(const std::string& user, const std::string& pass) {
+    login_ = user;
+    if (auto delay = s_->throttle.delay_for(ip_); delay.count() > 0) {
+        error_code fe;
+        co_await client_.flush(fe);
+        asio::steady_timer t(co_await asio::this_coro::executor, delay);
+        co_await t.async_wait(asio::redirect_error(use_awaitable, fe));
+    }
+    const config::User* u = co_await server::check_login(s_, user, pass);
+    if (!u) {
+        s_->throttle.record_failure(ip_);
+        ++s_->counters.auth_failed;
+        result_ = "authfail";
+        reason_ = "authentication failed";
+        spdlog::warn("pop3 session {} client={} login={} authentication failed", id_, ip_, user);
+        send("-ERR [AUTH] Authentication failed.");
+        co_return false;
+    }
+    s_->throttle.record_success(ip_);
+    user_ = u;
+    const config::Connection* conn = s_->cfg.find_connection(u->connection);
+    auto tls = conn ? s_->upstream_tls.find(conn->name) : s_->upstream_tls.end();
+    if (!conn || !conn->pop3.set() || tls == s_->upstream_tls.end()) {
+        send("-ERR [SYS/TEMP] No POP3 server for this account");
+        result_ = "tempfail";
+        reason_ = "connection " + u->connection + " has no pop3 upstream";
+        co_return false;
+    }
+    auto up = std::make_unique<Upstream>(co_await asio::this_coro::executor, *conn, u->mailbox, s_->tokens, tls->second);
+    UpstreamError err;
+    auto started = std::chrono::steady_clock::now();
+    bool ok = co_await up->open(err);
+    s_->counters.observe_upstream_open(std::chrono::steady_clock::now() - started);
+    if (!ok) {
+        spdlog::error("pop3 session {} connection={} mailbox={} upstream={} {} failure: {}{}{}", id_, conn->name,
+                      u->mailbox, conn->pop3.text(), smtp::to_string(err.kind), err.detail,
+                      err.advice.empty() ? "" : "; fix: ", err.advice);
+        send("-ERR [SYS/TEMP] Temporary failure: the mail server cannot be reached for this account, try again later");
+        result_ = "tempfail";
+        reason_ = std::string(smtp::to_string(err.kind)) + ": " + err.detail;
+        co_return false;
+    }
+    ++s_->counters.auth_ok;
+    spdlog::info("pop3 session {} upstream {} open for {} ({}, AUTH {})", id_, conn->pop3.text(), u->mailbox,
+                 up->description(), conn->sasl == config::SaslMechanism::oauthbearer ? "OAUTHBEARER" : "XOAUTH2");
+    send("+OK Logged in.");
+    upstream_ = std::move(up);
+    result_ = "ok";
+    reason_.clear();
+    co_return true;
+}
+
+}  // namespace
+
+awaitable<void> run_session(tcp::socket socket, const config::Listener* listener,
+                            std::shared_ptr<server::Services> services, std::shared_ptr<ssl::context> server_tls) {
+    Session session(std::move(socket), *listener, std::move(services), std::move(server_tls));
+    co_await session.run();
+}
+
+}  // namespace xo::pop3
