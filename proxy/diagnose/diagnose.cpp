@@ -6,7 +6,7 @@
 namespace xo::diagnose {
 namespace {
 
-constexpr std::array<std::pair<std::string_view, std::string_view>, 17> kAadsts{{
+constexpr std::array<std::pair<std::string_view, std::string_view>, 18> kAadsts{{
     {"AADSTS7000215", "the client secret is wrong: often the secret's ID was pasted instead of its Value; "
                       "in Azure > App registrations > Certificates & secrets create a new secret and copy its Value"},
     {"AADSTS7000222", "the client secret has expired: create a new one under App registrations > "
@@ -30,6 +30,7 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 17> kAadsts{
     {"AADSTS530035", "blocked by security defaults: use an app registration with app-only permissions"},
     {"AADSTS50196", "Azure AD detected a request loop: tokens must be cached; report this as a bug"},
     {"AADSTS501481", "the PKCE code_verifier did not match: start the authorization again"},
+    {"AADSTS65004", "the user declined consent: sign in again and accept the permissions"},
 }};
 
 bool contains(std::string_view hay, std::string_view needle) {
@@ -42,6 +43,11 @@ std::string token_error_advice(std::string_view code, std::string_view error,
                                std::string_view description) {
     for (const auto& [c, advice] : kAadsts)
         if (c == code) return std::string(advice);
+    if (error == "needs_authorization")
+        return "this mailbox has not been authorized yet: run the command named above, then sign in";
+    if (error == "token_store") return "the token store cannot be used: see the message; the file was left as it is";
+    if (error == "invalid_grant" && description.find("needs authorization") != std::string_view::npos)
+        return "the refresh token no longer works: authorize again with 'xoauth2-proxy authorize'";
     if (error == "invalid_grant") {
         if (contains(description, "Invalid JWT Signature"))
             return "Google rejected the assertion's signature: the key file's private key does not belong "

@@ -59,6 +59,7 @@ TokenResult parse_token_response(const HttpResult& http) {
         }
         if (expires_in <= 0 || expires_in > 30 * 86400) expires_in = 3600;
         if (j.contains("scope") && j["scope"].is_string()) t.scope = j["scope"].get<std::string>();
+        if (j.contains("refresh_token") && j["refresh_token"].is_string()) t.refresh_token = j["refresh_token"].get<std::string>();
         t.obtained = std::chrono::system_clock::now();
         t.expires_wall = t.obtained + std::chrono::seconds(expires_in);
         t.expires_at = std::chrono::steady_clock::now() + std::chrono::seconds(expires_in);

@@ -21,6 +21,7 @@ struct Token {
     std::chrono::steady_clock::time_point expires_at;    // for refresh decisions
     std::chrono::system_clock::time_point expires_wall;  // for display
     std::chrono::system_clock::time_point obtained;
+    std::string refresh_token;                           // interactive flows: the rotated one, to be stored
 };
 
 struct ProviderError {
@@ -50,10 +51,13 @@ public:
     virtual std::string describe() const = 0;
 };
 
+class TokenStore;
+
 // Builds the provider for a connection's flow; throws std::runtime_error when a
-// key or certificate cannot be loaded, or the flow is interactive (not here).
+// key or certificate cannot be loaded, or an interactive flow has no store.
 std::unique_ptr<TokenProvider> make_provider(const config::Connection& conn,
-                                             const config::TokenSettings& settings);
+                                             const config::TokenSettings& settings,
+                                             std::shared_ptr<TokenStore> store = nullptr);
 
 // Turns a token endpoint's HTTP answer into a token or a ProviderError.
 TokenResult parse_token_response(const HttpResult& http);

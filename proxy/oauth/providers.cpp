@@ -7,6 +7,7 @@
 #include "net/tls.hpp"
 #include "oauth/jwt.hpp"
 #include "oauth/provider.hpp"
+#include "oauth/token_store.hpp"
 
 namespace xo::oauth {
 namespace {
@@ -126,18 +127,76 @@ private:
     PrivateKey key_;
 };
 
+// Interactive flows after their first authorization: the refresh token from the
+// store buys an access token, and the rotated refresh token is stored at once.
+class RefreshTokenProvider final : public HttpProvider {
+public:
+    RefreshTokenProvider(const Connection& c, const config::TokenSettings& s, std::shared_ptr<TokenStore> store)
+        : HttpProvider(c, s), store_(std::move(store)) {}
+    awaitable<TokenResult> fetch(std::string mailbox) override {
+        TokenResult r;
+        std::optional<StoredGrant> grant;
+        try {
+            grant = store_->get(conn_.name, mailbox);
+        } catch (const StoreError& e) {
+            r.error.error = "token_store";
+            r.error.description = e.what();
+            co_return r;
+        }
+        if (!grant || grant->refresh_token.empty()) {
+            r.error.error = "needs_authorization";
+            r.error.description = "no refresh token for " + mailbox + ": run 'xoauth2-proxy authorize " + conn_.name +
+                                  " --mailbox " + mailbox + (conn_.flow == config::Flow::device_code ? " --device'" : "'");
+            co_return r;
+        }
+        Form form{{"grant_type", "refresh_token"}, {"client_id", conn_.client_id}, {"refresh_token", grant->refresh_token},
+                  {"scope", conn_.scope}};
+        if (!conn_.client_secret.empty()) form.emplace_back("client_secret", conn_.client_secret.value);
+        r = co_await post(std::move(form));
+        if (r.ok()) {
+            if (!r.token->refresh_token.empty()) {   // rotation: keep the new one, drop the old
+                grant->refresh_token = r.token->refresh_token;
+                grant->updated = std::chrono::duration_cast<std::chrono::seconds>(
+                                     std::chrono::system_clock::now().time_since_epoch()).count();
+                try {
+                    store_->put(conn_.name, mailbox, *grant);
+                } catch (const StoreError& e) {
+                    r.token.reset();
+                    r.error.error = "token_store";
+                    r.error.description = std::string("the rotated refresh token could not be saved: ") + e.what();
+                    co_return r;
+                }
+            }
+            r.token->refresh_token.clear();   // never cached beside the access token
+        } else if (r.error.error == "invalid_grant") {
+            r.error.description += " -- needs authorization: run 'xoauth2-proxy authorize " + conn_.name + " --mailbox " + mailbox + "'";
+        }
+        co_return r;
+    }
+    bool per_mailbox() const override { return true; }
+    std::string describe() const override {
+        return std::string(config::to_string(conn_.provider)) + " " + config::to_string(conn_.flow) + " (delegated), app " +
+               conn_.client_id;
+    }
+
+private:
+    std::shared_ptr<TokenStore> store_;
+};
+
 }  // namespace
 
-std::unique_ptr<TokenProvider> make_provider(const Connection& c, const config::TokenSettings& s) {
+std::unique_ptr<TokenProvider> make_provider(const Connection& c, const config::TokenSettings& s,
+                                             std::shared_ptr<TokenStore> store) {
     switch (c.flow) {
         case config::Flow::client_secret: return std::make_unique<ClientSecretProvider>(c, s);
         case config::Flow::certificate: return std::make_unique<CertificateProvider>(c, s);
         case config::Flow::service_account: return std::make_unique<ServiceAccountProvider>(c, s);
         case config::Flow::authorization_code:
-        case config::Flow::device_code: break;
+        case config::Flow::device_code:
+            if (!store) throw std::runtime_error("connection " + c.name + ": the token store is not available");
+            return std::make_unique<RefreshTokenProvider>(c, s, std::move(store));
     }
-    throw std::runtime_error("connection " + c.name + ": flow " + config::to_string(c.flow) +
-                             " needs 'xoauth2-proxy authorize' (not available in this version)");
+    throw std::runtime_error("connection " + c.name + ": unknown flow");
 }
 
 }  // namespace xo::oauth

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "diagnose/diagnose.hpp"
+#include "oauth/token_store.hpp"
 
 namespace xo::oauth {
 
@@ -163,9 +164,24 @@ uint64_t TokenCache::total_requests() const {
 namespace xo::oauth {
 std::shared_ptr<TokenCache> make_token_cache(const config::Config& cfg, std::vector<std::string>& problems) {
     std::map<std::string, TokenCache::Source> sources;
+    std::shared_ptr<TokenStore> store;
+    std::string store_error;
     for (const auto& [name, conn] : cfg.connections) {
+        bool interactive = conn.flow == config::Flow::authorization_code || conn.flow == config::Flow::device_code;
+        if (interactive && !store && store_error.empty()) {
+            try {
+                store = std::make_shared<FileTokenStore>(cfg.tokens.store);
+            } catch (const std::exception& e) {
+                store_error = e.what();
+            }
+        }
+        if (interactive && !store) {
+            problems.push_back("connection " + name + ": " + store_error);
+            continue;
+        }
         try {
-            sources[name] = TokenCache::Source{make_provider(conn, cfg.tokens), conn.refresh_window};
+            sources[name] = TokenCache::Source{make_provider(conn, cfg.tokens, interactive ? store : nullptr),
+                                               conn.refresh_window};
         } catch (const std::exception& ex) {
             problems.push_back("connection " + name + ": " + ex.what());
         }

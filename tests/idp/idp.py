@@ -23,6 +23,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from interactive import Interactive  # noqa: E402
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -40,7 +42,7 @@ class State:
         self.reg = registry
         self.base_url = base_url.rstrip("/")
         self.log_file = log
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.kid = uuid.uuid4().hex[:16]
         self.reset()
@@ -53,9 +55,16 @@ class State:
             self.clock_skew = 0
             self.seen_jti = set()
             self.revoked = set()        # (client, mailbox)
+            if not hasattr(self, "interactive"):
+                self.interactive = Interactive(self)
+            self.interactive.hooks = {}
 
     def now(self):
         return int(time.time()) + self.clock_skew
+
+    @staticmethod
+    def ms_error(status, error, code, text):
+        return ms_error(status, error, code, text)
 
     def log(self, line):
         with self.lock:
@@ -135,6 +144,14 @@ class Handler(BaseHTTPRequestHandler):
 
     # ---- routing
     def do_GET(self):
+        u = urllib.parse.urlparse(self.path)
+        parts = u.path.strip("/").split("/")
+        if not self.server.control and len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "authorize"]:
+            return self.state.interactive.authorize(self, u.query, "microsoft")
+        if not self.server.control and u.path == "/google/authorize":
+            return self.state.interactive.authorize(self, u.query, "google")
+        if self.server.control and self.path == "/_devices":
+            return self.reply(200, {"devices": self.state.interactive.pending_devices()})
         if self.server.control and self.path == "/_stats":
             st = self.state
             with st.lock:
@@ -156,6 +173,9 @@ class Handler(BaseHTTPRequestHandler):
         parts = path.strip("/").split("/")
         if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"]:
             return self.microsoft(parts[0])
+        if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "devicecode"]:
+            f, _ = self.form()
+            return self.state.interactive.devicecode(self, f)
         if path == "/google/token":
             return self.google()
         if path == "/generic/token":
@@ -182,6 +202,8 @@ class Handler(BaseHTTPRequestHandler):
             if "revoke_mailbox" in req:
                 r = req["revoke_mailbox"]
                 st.revoked.add((r["client_id"], r["mailbox"].lower()))
+        with st.lock:
+            st.interactive.control(req)
         st.log("control %s" % json.dumps({k: v for k, v in req.items()}))
         self.reply(200, {"ok": True})
 
@@ -267,6 +289,11 @@ class Handler(BaseHTTPRequestHandler):
         if not tenant:
             return fail(*ms_error(400, "invalid_request", 90002, "Tenant '%s' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud." % tenant_in_url), "AADSTS90002")
         tid, t = tenant
+        with st.lock:
+            answer = st.interactive.token(f, "microsoft")
+        if answer:
+            st.log("microsoft tenant=%s client=%s grant=%s -> %d %s" % (tenant_in_url, client, f.get("grant_type"), answer[0], answer[1].get("error", "ok")))
+            return self.reply(*answer)
         if f.get("grant_type") != "client_credentials":
             return fail(400, {"error": "unsupported_grant_type", "error_description": "AADSTS70003: The app requested an unsupported grant type '%s'." % f.get("grant_type"), "error_codes": [70003]}, "AADSTS70003")
         inj = self.inject(client, "microsoft", tid, client)
@@ -334,6 +361,11 @@ class Handler(BaseHTTPRequestHandler):
     def google(self):
         st = self.state
         f, _ = self.form()
+        with st.lock:
+            answer = st.interactive.token(f, "google")
+        if answer:
+            st.log("google client=%s grant=%s -> %d %s" % (f.get("client_id"), f.get("grant_type"), answer[0], answer[1].get("error", "ok")))
+            return self.reply(*answer)
         def fail(status, body, what, who="-"):
             st.log("google sa=%s -> %d %s" % (who, status, what))
             self.reply(status, body, "application/json" if isinstance(body, dict) else "text/html")

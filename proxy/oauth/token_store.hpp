@@ -1,0 +1,57 @@
+// Refresh tokens of the interactive flows, kept encrypted at rest.
+// TokenStore is the interface (a networked backend can implement it later);
+// FileTokenStore keeps one file: "XOTS1\n" + 12-byte nonce + AES-256-GCM
+// ciphertext + 16-byte tag of a JSON document. The key comes from the
+// environment (XOAUTH2_PROXY_STORE_KEY, base64 of 32 bytes) or a key file made
+// with mode 0600 on first use. Writes are atomic (temporary file, fsync,
+// rename). A file that cannot be decrypted, or one readable by group or
+// others, is reported with StoreError and never replaced.
+#pragma once
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+namespace xo::oauth {
+
+struct StoreError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct StoredGrant {
+    std::string refresh_token;
+    std::string scope;
+    long long obtained = 0;   // unix time of the first authorization
+    long long updated = 0;    // unix time the refresh token was last rotated
+};
+
+class TokenStore {
+public:
+    virtual ~TokenStore() = default;
+    virtual std::optional<StoredGrant> get(const std::string& connection, const std::string& mailbox) = 0;
+    virtual void put(const std::string& connection, const std::string& mailbox, const StoredGrant& grant) = 0;
+    virtual std::map<std::string, StoredGrant> all() = 0;   // key "connection\nmailbox"
+};
+
+class FileTokenStore final : public TokenStore {
+public:
+    // `key_file` empty: "<path>.key". Throws StoreError for a bad key or store file.
+    explicit FileTokenStore(std::string path, std::string key_file = "");
+    std::optional<StoredGrant> get(const std::string& connection, const std::string& mailbox) override;
+    void put(const std::string& connection, const std::string& mailbox, const StoredGrant& grant) override;
+    std::map<std::string, StoredGrant> all() override;
+    const std::string& path() const { return path_; }
+
+private:
+    void load_locked();      // re-reads the file when it changed on disk
+    void save_locked();
+    std::string path_, key_file_, key_;
+    std::mutex mu_;
+    std::map<std::string, StoredGrant> grants_;
+    std::chrono::system_clock::time_point loaded_mtime_{};
+    bool loaded_ = false;
+};
+
+}  // namespace xo::oauth
