@@ -23,6 +23,8 @@ void usage(std::ostream& out) {
     out << "usage: xoauth2-proxy [--config FILE] [--check]\n"
            "       xoauth2-proxy hash-password            (password on stdin)\n"
            "       xoauth2-proxy [--config FILE] token CONNECTION [--mailbox ADDRESS] [--show]\n"
+           "       xoauth2-proxy [--config FILE] authorize CONNECTION [--mailbox ADDRESS] [--device] [--port PORT]\n"
+           "       xoauth2-proxy [--config FILE] status [CONNECTION]\n"
            "       xoauth2-proxy [--config FILE] healthcheck   (GET /healthz of admin.bind; for containers)\n"
            "default config: /etc/xoauth2-proxy/config.yaml\n";
 }
@@ -75,6 +77,8 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (!rest.empty() && rest[0] == "token") return xo::cli::token_command(loaded.config, rest);
+    if (!rest.empty() && rest[0] == "authorize") return xo::cli::authorize_command(loaded.config, rest);
+    if (!rest.empty() && rest[0] == "status") return xo::cli::status_command(loaded.config, rest);
     if (!rest.empty() && rest[0] == "healthcheck") return xo::cli::healthcheck_command(loaded.config);
     if (!rest.empty()) {
         std::cerr << "unknown command '" << rest[0] << "'\n";

@@ -15,6 +15,13 @@ int token_command(const config::Config& cfg, const std::vector<std::string>& arg
 // GET http://ADMIN/healthz: 0 when the daemon answers 200 within 3 s (container health checks).
 int healthcheck_command(const config::Config& cfg);
 
+// authorize CONNECTION [--mailbox M] [--device] [--port P]: the interactive flows' first sign-in.
+int authorize_command(const config::Config& cfg, const std::vector<std::string>& args);
+
+// status [CONNECTION]: token state per connection and mailbox, refresh token age,
+// certificate expiry. 0 when every token could be had.
+int status_command(const config::Config& cfg, const std::vector<std::string>& args);
+
 // Runs the listeners until SIGTERM/SIGINT.
 int run_daemon(const config::Config& cfg);
 

@@ -221,8 +221,6 @@ void connection(Loader& L, const std::string& name, const YAML::Node& c, Config&
     if (auto v = L.choice<SaslMechanism>(c, "sasl", path, {{"xoauth2", SaslMechanism::xoauth2}, {"oauthbearer", SaslMechanism::oauthbearer}}))
         conn.sasl = *v;
     if (auto v = L.duration_ms(c, "refresh_window", path, 0, 3000 * 1000)) conn.refresh_window = std::chrono::seconds(*v / 1000);
-    if (conn.flow == Flow::authorization_code || conn.flow == Flow::device_code)
-        L.warn(c["flow"], path + ".flow", "flow " + flow_name + " needs 'xoauth2-proxy authorize', not available in this version: its sessions will get a temporary failure");
     cfg.connections[name] = std::move(conn);
 }
 

@@ -164,6 +164,7 @@ class Interactive:
                       "email": user, "scp": DELEGATED_MS}
         tok, life = self.st.issue(claims)
         rt = "0.AX" + secrets.token_urlsafe(48)
+        self.st.record(rt)
         self.refresh[rt] = {"client": client, "user": user, "scope": scope, "issued": self.st.now(),
                             "expires": self.st.now() + 90 * 86400}
         self.st.log("%s delegated token for client=%s user=%s (refresh token rotated)" % (provider, client, user))
