@@ -5,28 +5,35 @@
 namespace xo::net {
 
 namespace {
-constexpr std::size_t kReadChunk = 64 * 1024;
+// Reads start small (an idle session holds one pending read) and grow while
+// the peer keeps filling them (DATA, FETCH literals), up to 64 KB.
+constexpr std::size_t kMinRead = 2048, kMaxRead = 64 * 1024;
 }
 
 Link::Link(tcp::socket socket, std::shared_ptr<ssl::context> tls)
-    : tls_(std::move(tls)), stream_(beast::tcp_stream(std::move(socket)), *tls_) {}
+    : tls_(std::move(tls)), tcp_(std::move(socket)) {}
 
 Link::Link(const asio::any_io_executor& ex, std::shared_ptr<ssl::context> tls)
-    : tls_(std::move(tls)), stream_(beast::tcp_stream(ex), *tls_) {}
+    : tls_(std::move(tls)), tcp_(ex) {}
 
 awaitable<void> Link::connect(const std::string& host, uint16_t port, error_code& ec) {
-    tcp::resolver resolver(stream_.get_executor());
+    tcp::resolver resolver(tcp_.get_executor());
     auto endpoints = co_await resolver.async_resolve(host, std::to_string(port),
                                                      asio::redirect_error(use_awaitable, ec));
     if (ec) co_return;
-    auto& tcp = stream_.next_layer();
+    auto& tcp = tcp_;
     tcp.expires_after(std::min<std::chrono::steady_clock::duration>(timeout_, std::chrono::seconds(30)));
     co_await tcp.async_connect(endpoints, asio::redirect_error(use_awaitable, ec));
     if (!ec) tcp.socket().set_option(tcp::no_delay(true), ec);
 }
 
 awaitable<void> Link::start_tls(bool server, const std::string& host, error_code& ec) {
-    if (!server && !verify_peer(stream_.native_handle(), host)) {
+    if (!tls_) {
+        ec = asio::error::invalid_argument;
+        co_return;
+    }
+    ssl_ = std::make_unique<ssl::stream<beast::tcp_stream&>>(tcp_, *tls_);
+    if (!server && !verify_peer(ssl_->native_handle(), host)) {
         ec = asio::error::invalid_argument;
         co_return;
     }
@@ -36,39 +43,41 @@ awaitable<void> Link::start_tls(bool server, const std::string& host, error_code
         ec = asio::error::connection_aborted;
         co_return;
     }
-    stream_.next_layer().expires_after(std::min<std::chrono::steady_clock::duration>(timeout_, std::chrono::seconds(60)));
-    co_await stream_.async_handshake(server ? ssl::stream_base::server : ssl::stream_base::client,
+    tcp_.expires_after(std::min<std::chrono::steady_clock::duration>(timeout_, std::chrono::seconds(60)));
+    co_await ssl_->async_handshake(server ? ssl::stream_base::server : ssl::stream_base::client,
                                      asio::redirect_error(use_awaitable, ec));
     if (!ec) tls_on_ = true;
 }
 
 std::string Link::tls_version() const {
-    return tls_on_ ? SSL_get_version(const_cast<Link*>(this)->stream_.native_handle()) : "";
+    return tls_on_ ? SSL_get_version(ssl_->native_handle()) : "";
 }
 
 std::string Link::tls_cipher() const {
-    return tls_on_ ? SSL_get_cipher_name(const_cast<Link*>(this)->stream_.native_handle()) : "";
+    return tls_on_ ? SSL_get_cipher_name(ssl_->native_handle()) : "";
 }
 
 awaitable<std::size_t> Link::fill(error_code& ec) {
     if (in_pos_ > 0 && in_pos_ == in_.size()) {
         in_.clear();
         in_pos_ = 0;
-    } else if (in_pos_ > kReadChunk) {
+    } else if (in_pos_ > kMaxRead) {
         in_.erase(0, in_pos_);
         in_pos_ = 0;
     }
     std::size_t old = in_.size();
-    in_.resize(old + kReadChunk);
-    stream_.next_layer().expires_after(timeout_);
+    const std::size_t chunk = read_size_;
+    in_.resize(old + chunk);
+    tcp_.expires_after(timeout_);
     std::size_t n;
     if (tls_on_)
-        n = co_await stream_.async_read_some(asio::buffer(in_.data() + old, kReadChunk),
+        n = co_await ssl_->async_read_some(asio::buffer(in_.data() + old, chunk),
                                              asio::redirect_error(use_awaitable, ec));
     else
-        n = co_await stream_.next_layer().async_read_some(asio::buffer(in_.data() + old, kReadChunk),
+        n = co_await tcp_.async_read_some(asio::buffer(in_.data() + old, chunk),
                                                           asio::redirect_error(use_awaitable, ec));
     in_.resize(old + n);
+    if (n == chunk && read_size_ < kMaxRead) read_size_ *= 2;
     bytes_in_ += n;
     co_return n;
 }
@@ -119,11 +128,11 @@ void Link::consume(std::size_t n) { in_pos_ += std::min(n, buffered()); }
 
 awaitable<void> Link::flush(error_code& ec) {
     if (out_.empty()) co_return;
-    stream_.next_layer().expires_after(timeout_);
+    tcp_.expires_after(timeout_);
     if (tls_on_)
-        co_await asio::async_write(stream_, asio::buffer(out_), asio::redirect_error(use_awaitable, ec));
+        co_await asio::async_write(*ssl_, asio::buffer(out_), asio::redirect_error(use_awaitable, ec));
     else
-        co_await asio::async_write(stream_.next_layer(), asio::buffer(out_),
+        co_await asio::async_write(tcp_, asio::buffer(out_),
                                    asio::redirect_error(use_awaitable, ec));
     bytes_out_ += out_.size();
     out_.clear();
@@ -131,12 +140,12 @@ awaitable<void> Link::flush(error_code& ec) {
 
 awaitable<void> Link::write(std::string_view bytes, error_code& ec) {
     if (out_.empty()) {
-        stream_.next_layer().expires_after(timeout_);
+        tcp_.expires_after(timeout_);
         if (tls_on_)
-            co_await asio::async_write(stream_, asio::buffer(bytes.data(), bytes.size()),
+            co_await asio::async_write(*ssl_, asio::buffer(bytes.data(), bytes.size()),
                                        asio::redirect_error(use_awaitable, ec));
         else
-            co_await asio::async_write(stream_.next_layer(), asio::buffer(bytes.data(), bytes.size()),
+            co_await asio::async_write(tcp_, asio::buffer(bytes.data(), bytes.size()),
                                        asio::redirect_error(use_awaitable, ec));
         bytes_out_ += bytes.size();
         co_return;
@@ -147,7 +156,7 @@ awaitable<void> Link::write(std::string_view bytes, error_code& ec) {
 
 std::string Link::remote_address() const {
     error_code ec;
-    auto ep = const_cast<Link*>(this)->stream_.next_layer().socket().remote_endpoint(ec);
+    auto ep = tcp_.socket().remote_endpoint(ec);
     if (ec) return "?";
     auto a = ep.address();
     if (a.is_v6() && a.to_v6().is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string();
@@ -156,14 +165,14 @@ std::string Link::remote_address() const {
 
 uint16_t Link::remote_port() const {
     error_code ec;
-    auto ep = const_cast<Link*>(this)->stream_.next_layer().socket().remote_endpoint(ec);
+    auto ep = tcp_.socket().remote_endpoint(ec);
     return ec ? 0 : ep.port();
 }
 
 void Link::close() {
     error_code ec;
-    stream_.next_layer().socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.next_layer().socket().close(ec);
+    tcp_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    tcp_.socket().close(ec);
 }
 
 }  // namespace xo::net

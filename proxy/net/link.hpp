@@ -6,6 +6,7 @@
 #pragma once
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -45,17 +46,20 @@ public:
     void close();
     uint64_t bytes_in() const { return bytes_in_; }
     uint64_t bytes_out() const { return bytes_out_; }
-    SSL* native_ssl() { return stream_.native_handle(); }
+    SSL* native_ssl() { return ssl_ ? ssl_->native_handle() : nullptr; }
     std::shared_ptr<ssl::context> tls_context() const { return tls_; }
 
 private:
     awaitable<std::size_t> fill(error_code& ec);
 
     std::shared_ptr<ssl::context> tls_;
-    ssl::stream<beast::tcp_stream> stream_;
+    beast::tcp_stream tcp_;
+    // Made when TLS starts: a plain session carries no SSL object (memory per idle session).
+    std::unique_ptr<ssl::stream<beast::tcp_stream&>> ssl_;
     bool tls_on_ = false;
     std::string in_;
     std::size_t in_pos_ = 0;
+    std::size_t read_size_ = 2048;   // grows to 64 KB while reads come back full
     std::string out_;
     std::chrono::steady_clock::duration timeout_ = std::chrono::minutes(5);
     uint64_t bytes_in_ = 0, bytes_out_ = 0;

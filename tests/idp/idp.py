@@ -457,8 +457,13 @@ def main():
     for a in ("--cert", "--key", "--registry", "--base-url", "--log"):
         ap.add_argument(a, required=True)
     ap.add_argument("--issued-tokens", help="append every issued access token here (0600), for leak scans")
+    ap.add_argument("--public-key-out", help="write the token signing key's public half here (PEM)")
     args = ap.parse_args()
     Handler.state = State(json.load(open(args.registry)), args.base_url, args.log, args.issued_tokens)
+    if args.public_key_out:
+        with open(args.public_key_out, "wb") as f:
+            f.write(Handler.state.key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                                serialization.PublicFormat.SubjectPublicKeyInfo))
     https = Server(("127.0.0.1", args.https_port), control=False)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
