@@ -24,6 +24,7 @@ done
 # 20 MB through the proxy: APPEND then FETCH, RSS growth measured.
 $PY "$SRC/tests/clients/make_message.py" "$WORK/big.eml" erp@contoso.test erp@contoso.test "big-imap-$RANDOM" 20971520
 idle_rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$PROXY_PID/status")
+echo 5 > "/proc/$PROXY_PID/clear_refs" 2>/dev/null || true   # reset VmHWM to the current RSS
 run fetch-big $C fetch-big "$PROXY_IMAP" erp "$PW" "$WORK/big.eml"
 peak=$(awk '/^VmHWM:/ {print $2}' "/proc/$PROXY_PID/status")
 echo "MEASURE imap 20MB APPEND+FETCH: idle RSS ${idle_rss} kB, peak RSS (VmHWM) ${peak} kB, growth $((peak - idle_rss)) kB"
