@@ -55,6 +55,11 @@ private:
     awaitable<void> mail(const std::string& arg);
     awaitable<void> rcpt(const std::string& arg);
     awaitable<bool> data();
+    // PIPELINING towards the upstream: MAIL/RCPT (and DATA) the client sent in
+    // one go are sent on in one go; their replies are read, in order, here.
+    void send_pipelined(const std::string& line, char kind);
+    awaitable<bool> resolve_pending();
+    bool pipelining() const { return upstream_ && upstream_->capabilities().pipelining && client_.has_line(); }
     awaitable<void> drop_upstream(bool polite);
     void log_end();
 
@@ -72,6 +77,8 @@ private:
     std::string mailbox_;
     std::unique_ptr<Upstream> upstream_;
     bool in_mail_ = false;
+    std::string pending_;                       // kinds of upstream replies still to read: 'M', 'R', 'D'
+    Reply data_reply_;                          // the DATA reply read by resolve_pending()
     int recipients_ = 0;
     int errors_ = 0, auth_failures_ = 0;
     uint64_t messages_ = 0, bytes_ = 0;
@@ -148,6 +155,7 @@ awaitable<void> Session::run() {
 
 awaitable<bool> Session::handle(const std::string& line) {
     ParsedCommand cmd = parse_command(line);
+    if (!pending_.empty() && cmd.verb != Verb::Rcpt && cmd.verb != Verb::Data) co_await resolve_pending();
     switch (cmd.verb) {
         case Verb::Ehlo:
         case Verb::Helo:
@@ -404,51 +412,92 @@ awaitable<void> Session::mail(const std::string& arg) {
         reply("555 5.6.7 The upstream server does not support SMTPUTF8");
         co_return;
     }
+    send_pipelined("MAIL FROM:<" + path.path.address + ">" + params, 'M');
+    if (!pipelining()) co_await resolve_pending();
+}
+
+void Session::send_pipelined(const std::string& line, char kind) {
+    upstream_->link().queue(line);
+    upstream_->link().queue("\r\n");
+    pending_ += kind;
+}
+
+awaitable<bool> Session::resolve_pending() {
     error_code ec;
-    Reply r = co_await upstream_->command("MAIL FROM:<" + path.path.address + ">" + params, ec);
-    if (ec) {
-        reply("451 4.4.2 Upstream connection lost, try again later");
-        reason_ = "upstream lost at MAIL: " + ec.message();
-        co_await drop_upstream(false);
-        co_return;
+    co_await upstream_->link().flush(ec);
+    while (!pending_.empty()) {
+        char kind = pending_.front();
+        Reply r;
+        if (!ec) r = co_await upstream_->read_reply(ec);
+        if (ec) {   // one reply per command the client sent, whatever happened
+            for (std::size_t i = 0; i < pending_.size(); ++i)
+                reply("451 4.4.2 Upstream connection lost, try again later");
+            reason_ = "upstream lost: " + ec.message();
+            pending_.clear();
+            reset_transaction();
+            co_await drop_upstream(false);
+            co_return false;
+        }
+        pending_.erase(0, 1);
+        if (kind == 'D') {   // the caller streams the message after a 354
+            data_reply_ = r;
+            continue;
+        }
+        client_.queue(r.wire());
+        if (kind == 'M' && r.code / 100 == 2) in_mail_ = true;
+        if (kind == 'R' && r.code / 100 == 2) ++recipients_;
+        if (r.code == 421) {
+            for (std::size_t i = 0; i < pending_.size(); ++i) reply("421 4.4.2 Upstream closed the connection");
+            pending_.clear();
+            reset_transaction();
+            co_await drop_upstream(false);
+            co_return false;
+        }
     }
-    client_.queue(r.wire());
-    if (r.code / 100 == 2) in_mail_ = true;
-    else if (r.code == 421) co_await drop_upstream(false);
+    co_return true;
 }
 
 awaitable<void> Session::rcpt(const std::string& arg) {
-    if (!in_mail_) { reply("503 5.5.1 Need MAIL before RCPT"); ++errors_; co_return; }
     auto path = parse_rcpt_to(arg);
-    if (!path.ok()) { reply(path.error); ++errors_; co_return; }
-    std::string params;
-    for (const auto& [k, v] : path.path.params) params += " " + k + (v.empty() ? "" : "=" + v);
-    error_code ec;
-    Reply r = co_await upstream_->command("RCPT TO:<" + path.path.address + ">" + params, ec);
-    if (ec) {
-        reply("451 4.4.2 Upstream connection lost, try again later");
-        reason_ = "upstream lost at RCPT: " + ec.message();
-        reset_transaction();
-        co_await drop_upstream(false);
+    if (!path.ok() || (!in_mail_ && pending_.find('M') == std::string::npos)) {
+        // A local answer: the upstream's answers to what came before go first.
+        if (!pending_.empty()) co_await resolve_pending();
+        reply(path.ok() ? "503 5.5.1 Need MAIL before RCPT" : path.error);
+        ++errors_;
         co_return;
     }
-    client_.queue(r.wire());
-    if (r.code / 100 == 2) ++recipients_;
-    else if (r.code == 421) { reset_transaction(); co_await drop_upstream(false); }
+    std::string params;
+    for (const auto& [k, v] : path.path.params) params += " " + k + (v.empty() ? "" : "=" + v);
+    send_pipelined("RCPT TO:<" + path.path.address + ">" + params, 'R');
+    if (!pipelining()) co_await resolve_pending();
 }
 
 awaitable<bool> Session::data() {
-    if (!in_mail_) { reply("503 5.5.1 Need MAIL command"); ++errors_; co_return true; }
-    if (recipients_ == 0) { reply("554 5.5.1 No valid recipients"); co_return true; }
     error_code ec;
-    Reply r = co_await upstream_->command("DATA", ec);
-    if (ec || r.code != 354) {
+    Reply r;
+    if (!pending_.empty() && pending_.find('M') != std::string::npos) {
+        // Pipelined MAIL/RCPT/DATA: DATA goes with them; the upstream decides
+        // (it answers 554/503 itself when no recipient was accepted).
+        send_pipelined("DATA", 'D');
+        if (!co_await resolve_pending()) co_return true;
+        r = data_reply_;
+    } else {
+        if (!pending_.empty()) {   // (no co_await inside && -- g++ 12)
+            bool ok = co_await resolve_pending();
+            if (!ok) co_return true;
+        }
+        if (!in_mail_) { reply("503 5.5.1 Need MAIL command"); ++errors_; co_return true; }
+        if (recipients_ == 0) { reply("554 5.5.1 No valid recipients"); co_return true; }
+        r = co_await upstream_->command("DATA", ec);
         if (ec) {
             reply("451 4.4.2 Upstream connection lost, try again later");
             co_await drop_upstream(false);
-        } else {
-            client_.queue(r.wire());
+            reset_transaction();
+            co_return true;
         }
+    }
+    if (r.code != 354) {
+        client_.queue(r.wire());
         reset_transaction();
         co_return true;
     }

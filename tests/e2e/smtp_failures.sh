@@ -49,6 +49,12 @@ check "no delivery of the rejected message" bash -c "! grep -rqs 'REJECT-AT-DATA
 r=$(smtp drop drop "$PW" erp@contoso.test alice@contoso.test "dropped mid data" 2000000)
 expect "upstream drops mid-DATA: client gets 451 4.4.x" '^RESULT 451 4\.4\.' "$r"
 
+# PIPELINING: MAIL, RCPTs and DATA in one write; one reply each, in order, rejections included.
+check "pipelined: a rejected and an accepted recipient, then the message" \
+  $PY "$SRC/tests/clients/pipeline_check.py" "$PROXY_SMTP" erp "$PW" erp@contoso.test reject@contoso.test,alice@contoso.test 250,550,250,354
+check "pipelined: every recipient rejected, DATA refused by the upstream" \
+  $PY "$SRC/tests/clients/pipeline_check.py" "$PROXY_SMTP" erp "$PW" erp@contoso.test reject@contoso.test 250,550,554
+
 r1=$(smtp badpw erp "wrong password" erp@contoso.test alice@contoso.test x)
 r2=$(smtp nouser nobody "$PW" erp@contoso.test alice@contoso.test x)
 expect "wrong password: 535 5.7.8" '^RESULT 535 5\.7\.8' "$r1"
