@@ -235,22 +235,22 @@ awaitable<bool> Session::login(const std::string& tag, const std::string& user, 
         co_return false;
     }
     auto up = std::make_unique<Upstream>(co_await asio::this_coro::executor, *conn, u->mailbox, s_->tokens, tls->second);
-    smtp::UpstreamError err;
+    net::UpstreamError err;
     auto started = std::chrono::steady_clock::now();
     bool ok = co_await up->open(err);
     s_->counters.observe_upstream_open(std::chrono::steady_clock::now() - started);
     if (!ok) {
         spdlog::error("imap session {} connection={} mailbox={} upstream={} {} failure: {}{}{}", id_, conn->name,
-                      u->mailbox, conn->imap.text(), smtp::to_string(err.kind), err.detail,
+                      u->mailbox, conn->imap.text(), net::to_string(err.kind), err.detail,
                       err.advice.empty() ? "" : "; fix: ", err.advice);
         send(tag + " NO [UNAVAILABLE] Temporary failure: the mail server cannot be reached for this account, try again later");
         result_ = "tempfail";
-        reason_ = std::string(smtp::to_string(err.kind)) + ": " + err.detail;
+        reason_ = std::string(net::to_string(err.kind)) + ": " + err.detail;
         co_return false;
     }
     ++s_->counters.auth_ok;
     spdlog::info("imap session {} upstream {} open for {} ({}, AUTHENTICATE {})", id_, conn->imap.text(), u->mailbox,
-                 up->description(), conn->sasl == config::SaslMechanism::oauthbearer ? "OAUTHBEARER" : "XOAUTH2");
+                 up->tls_description(), conn->sasl == config::SaslMechanism::oauthbearer ? "OAUTHBEARER" : "XOAUTH2");
     std::string caps = up->capabilities();
     send(tag + " OK " + (caps.empty() ? "" : "[CAPABILITY " + caps + "] ") + "Logged in");
     upstream_ = std::move(up);

@@ -2,21 +2,16 @@
 
 #include "diagnose/diagnose.hpp"
 #include "imap/parser.hpp"
-#include "net/tls.hpp"
 #include "smtp/sasl.hpp"
 
 namespace xo::imap {
 
-using smtp::UpstreamError;
+using net::UpstreamError;
+using Kind = UpstreamError::Kind;
 
 Upstream::Upstream(const asio::any_io_executor& ex, const config::Connection& conn, std::string mailbox,
                    std::shared_ptr<oauth::TokenCache> tokens, std::shared_ptr<ssl::context> tls)
-    : conn_(conn), mailbox_(std::move(mailbox)), tokens_(std::move(tokens)), link_(ex, std::move(tls)) {}
-
-std::string Upstream::description() const {
-    return std::string(conn_.imap.tls == config::UpstreamTls::starttls ? "STARTTLS " : "implicit TLS ") +
-           link_.tls_version();
-}
+    : UpstreamBase(ex, conn, conn.imap, std::move(mailbox), std::move(tokens), std::move(tls)) {}
 
 awaitable<std::string> Upstream::line(error_code& ec) {
     // Untagged lines may carry literals (an ID answer, say): skip their bytes.
@@ -36,103 +31,54 @@ awaitable<std::string> Upstream::line(error_code& ec) {
     co_return l;
 }
 
+awaitable<bool> Upstream::ask_capabilities(error_code& ec) {
+    std::string tag = "x" + std::to_string(++tag_);
+    link_.queue(tag + " CAPABILITY\r\n");
+    for (;;) {
+        std::string l = co_await line(ec);
+        if (ec) co_return false;
+        ResponseLine r = parse_response_line(l);
+        if (r.kind == ResponseLine::Kind::untagged && r.status == "CAPABILITY") caps_ = parse_capabilities(r.text);
+        if (r.kind == ResponseLine::Kind::tagged && r.tag == tag) co_return r.status == "OK";
+    }
+}
+
 awaitable<bool> Upstream::open(UpstreamError& err) {
-    auto tr = co_await tokens_->get(conn_.name, mailbox_);
-    auto token_error = [&](const oauth::TokenResult& t) {
-        err.kind = UpstreamError::Kind::token;
-        err.detail = t.error.summary();
-        err.advice = diagnose::token_error_advice(t.error.code, t.error.error, t.error.description);
-        return false;
-    };
-    if (!tr.ok()) co_return token_error(tr);
+    std::string token;
+    if (!co_await connect(token, err)) co_return false;
     error_code ec;
-    link_.set_timeout(std::chrono::seconds(60));
-    co_await link_.connect(conn_.imap.host, conn_.imap.port, ec);
-    if (ec) {
-        err.kind = UpstreamError::Kind::connect;
-        err.detail = "connect " + conn_.imap.text() + ": " + ec.message();
-        co_return false;
-    }
-    auto tls_error = [&]() {
-        err.kind = UpstreamError::Kind::tls;
-        std::string why = net::verify_error(link_.native_ssl());
-        err.detail = "TLS handshake with " + conn_.imap.text() + ": " + (why.empty() ? ec.message() : why);
-        return false;
-    };
     auto protocol_error = [&](const std::string& what, const std::string& got) {
-        err.kind = UpstreamError::Kind::protocol;
-        err.detail = what + ": " + (ec ? ec.message() : got);
-        return false;
+        return fail(err, Kind::protocol, what + ": " + (ec ? ec.message() : got));
     };
-    if (conn_.imap.tls == config::UpstreamTls::implicit) {
-        co_await link_.start_tls(false, conn_.imap.host, ec);
-        if (ec) co_return tls_error();
-    }
     std::string greeting = co_await line(ec);
     ResponseLine g = parse_response_line(greeting);
     if (ec || g.kind != ResponseLine::Kind::untagged || g.status != "OK") co_return protocol_error("greeting", greeting);
-    auto ask_capabilities = [&]() -> awaitable<bool> {
-        std::string tag = "x" + std::to_string(++tag_);
-        link_.queue(tag + " CAPABILITY\r\n");
-        for (;;) {
-            std::string l = co_await line(ec);
-            if (ec) co_return false;
-            ResponseLine r = parse_response_line(l);
-            if (r.kind == ResponseLine::Kind::untagged && r.status == "CAPABILITY") caps_ = parse_capabilities(r.text);
-            if (r.kind == ResponseLine::Kind::tagged && r.tag == tag) co_return r.status == "OK";
-        }
-    };
-    if (conn_.imap.tls == config::UpstreamTls::starttls) {
-        if (!co_await ask_capabilities()) co_return protocol_error("CAPABILITY", "refused");
-        if (!caps_.count("STARTTLS")) {
-            err.kind = UpstreamError::Kind::tls;
-            err.detail = conn_.imap.text() + " does not offer STARTTLS; refusing to authenticate in clear";
-            co_return false;
-        }
-        std::string tag = "x" + std::to_string(++tag_);
-        link_.queue(tag + " STARTTLS\r\n");
+    if (where_.tls == config::UpstreamTls::starttls) {
+        if (!co_await ask_capabilities(ec)) co_return protocol_error("CAPABILITY", "refused");
+        if (!caps_.count("STARTTLS"))
+            co_return fail(err, Kind::tls, where_.text() + " does not offer STARTTLS; refusing to authenticate in clear");
+        link_.queue("x" + std::to_string(++tag_) + " STARTTLS\r\n");
         std::string l = co_await line(ec);
         if (ec || parse_response_line(l).status != "OK") co_return protocol_error("STARTTLS", l);
-        co_await link_.start_tls(false, conn_.imap.host, ec);
-        if (ec) co_return tls_error();
+        if (!co_await start_tls(err)) co_return false;
     }
-    if (!co_await ask_capabilities()) co_return protocol_error("CAPABILITY", "refused");
-    std::string token = tr.token->access_token;
-    for (int attempt = 0; attempt < 2; ++attempt) {
-        bool retry = false;
-        if (co_await authenticate(token, retry, err)) co_return true;
-        if (!retry || attempt == 1) break;
-        tokens_->invalidate(conn_.name, mailbox_, token);
-        tr = co_await tokens_->get(conn_.name, mailbox_);
-        if (!tr.ok()) co_return token_error(tr);
-        token = tr.token->access_token;
-    }
-    co_return false;
+    if (!co_await ask_capabilities(ec)) co_return protocol_error("CAPABILITY", "refused");
+    co_return co_await authenticate_with_retry(token, err);
 }
 
 awaitable<bool> Upstream::authenticate(const std::string& token, bool& retry, UpstreamError& err) {
     error_code ec;
-    const bool bearer = conn_.sasl == config::SaslMechanism::oauthbearer;
-    const std::string mech = bearer ? "OAUTHBEARER" : "XOAUTH2";
-    err.kind = UpstreamError::Kind::auth;
-    if (!caps_.count("AUTH=" + mech)) {
-        err.detail = conn_.imap.text() + " does not offer AUTH=" + mech;
-        err.advice = "IMAP may be disabled for the mailbox, or the sasl: setting is wrong";
-        co_return false;
-    }
-    std::string ir = bearer ? sasl::oauthbearer_initial_response(mailbox_, conn_.imap.host, conn_.imap.port, token)
-                            : sasl::xoauth2_initial_response(mailbox_, token);
+    const std::string mech = bearer() ? "OAUTHBEARER" : "XOAUTH2";
+    if (!caps_.count("AUTH=" + mech))
+        co_return fail(err, Kind::auth, where_.text() + " does not offer AUTH=" + mech,
+                       "IMAP may be disabled for the mailbox, or the sasl: setting is wrong");
+    std::string ir = initial_response(token), detail;
     std::string tag = "x" + std::to_string(++tag_);
-    bool inline_ir = caps_.count("SASL-IR") > 0;
-    link_.queue(tag + " AUTHENTICATE " + mech + (inline_ir ? " " + ir : "") + "\r\n");
-    bool sent_ir = inline_ir;
+    bool sent_ir = caps_.count("SASL-IR") > 0;
+    link_.queue(tag + " AUTHENTICATE " + mech + (sent_ir ? " " + ir : "") + "\r\n");
     for (;;) {
         std::string l = co_await line(ec);
-        if (ec) {
-            err.kind = UpstreamError::Kind::protocol;
-            err.detail = "AUTHENTICATE " + mech + ": " + ec.message();
-            co_return false;
-        }
+        if (ec) co_return fail(err, Kind::protocol, detail + "AUTHENTICATE " + mech + ": " + ec.message());
         ResponseLine r = parse_response_line(l);
         if (r.kind == ResponseLine::Kind::continuation) {
             if (!sent_ir) {
@@ -141,9 +87,9 @@ awaitable<bool> Upstream::authenticate(const std::string& token, bool& retry, Up
             } else {   // Gmail-style error challenge
                 if (auto ch = sasl::parse_error_challenge(r.text)) {
                     retry = ch->retry_with_fresh_token;
-                    err.detail = "status " + ch->status + ", ";
+                    detail = "status " + ch->status + ", ";
                 }
-                link_.queue(bearer ? "AQ==\r\n" : "\r\n");
+                link_.queue(bearer() ? "AQ==\r\n" : "\r\n");
             }
             continue;
         }
@@ -151,18 +97,16 @@ awaitable<bool> Upstream::authenticate(const std::string& token, bool& retry, Up
             if (r.status == "CAPABILITY") post_login_caps_ = r.text;
             continue;
         }
-        if (r.kind == ResponseLine::Kind::tagged && r.tag == tag) {
-            if (r.status == "OK") {
-                if (r.code.rfind("CAPABILITY ", 0) == 0) post_login_caps_ = r.code.substr(11);
-                err = UpstreamError{};
-                co_return true;
-            }
-            err.detail += "AUTHENTICATE " + mech + " for " + mailbox_ + " refused: " + r.status +
-                          (r.code.empty() ? "" : " [" + r.code + "]") + " " + r.text;
-            err.advice = diagnose::upstream_reply_advice(r.code + " " + r.text);
-            if (r.code == "UNAVAILABLE") err.kind = UpstreamError::Kind::protocol;
-            co_return false;
+        if (r.kind != ResponseLine::Kind::tagged || r.tag != tag) continue;
+        if (r.status == "OK") {
+            if (r.code.rfind("CAPABILITY ", 0) == 0) post_login_caps_ = r.code.substr(11);
+            err = UpstreamError{};
+            co_return true;
         }
+        co_return fail(err, r.code == "UNAVAILABLE" ? Kind::protocol : Kind::auth,
+                       detail + "AUTHENTICATE " + mech + " for " + mailbox_ + " refused: " + r.status +
+                           (r.code.empty() ? "" : " [" + r.code + "]") + " " + r.text,
+                       diagnose::upstream_reply_advice(r.code + " " + r.text));
     }
 }
 

@@ -3,36 +3,28 @@
 // capabilities, then AUTHENTICATE XOAUTH2 (OAUTHBEARER with sasl: oauthbearer)
 // inline when SASL-IR is offered, else after the "+" continuation. A
 // Gmail-style error challenge is answered with an empty line; on status
-// 400/401 the token is dropped and one fresh try made. open() never throws.
+// 400/401 one fresh token is tried. open() never throws.
 #pragma once
 #include <set>
 #include <string>
 
 #include "asio.hpp"
-#include "config/config.hpp"
-#include "net/link.hpp"
-#include "oauth/token_cache.hpp"
-#include "smtp/upstream.hpp"   // UpstreamError
+#include "net/upstream_base.hpp"
 
 namespace xo::imap {
 
-class Upstream {
+class Upstream final : public net::UpstreamBase {
 public:
     Upstream(const asio::any_io_executor& ex, const config::Connection& conn, std::string mailbox,
              std::shared_ptr<oauth::TokenCache> tokens, std::shared_ptr<ssl::context> tls);
-    awaitable<bool> open(smtp::UpstreamError& err);
-    net::Link& link() { return link_; }
+    awaitable<bool> open(net::UpstreamError& err);
     const std::string& capabilities() const { return post_login_caps_; }   // as the server listed them
-    std::string description() const;
 
 private:
     awaitable<std::string> line(error_code& ec);
-    awaitable<bool> authenticate(const std::string& token, bool& retry, smtp::UpstreamError& err);
+    awaitable<bool> ask_capabilities(error_code& ec);
+    awaitable<bool> authenticate(const std::string& token, bool& retry, net::UpstreamError& err) override;
 
-    config::Connection conn_;
-    std::string mailbox_;
-    std::shared_ptr<oauth::TokenCache> tokens_;
-    net::Link link_;
     std::set<std::string> caps_;
     std::string post_login_caps_;
     int tag_ = 0;

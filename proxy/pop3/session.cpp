@@ -10,85 +10,43 @@
 #include "net/tls.hpp"
 #include "pop3/parser.hpp"
 #include "smtp/sasl.hpp"
-#include "smtp/upstream.hpp"
+#include "net/upstream_base.hpp"
 
 namespace xo::pop3 {
 namespace {
 
-using smtp::UpstreamError;
+using net::UpstreamError;
 constexpr int kMaxErrors = 10;
 constexpr int kMaxAuthFailures = 3;
 
-// The upstream POP3 client: connect, TLS, CAPA, AUTH XOAUTH2 (one fresh-token retry).
-class Upstream {
+// The upstream POP3 client: CAPA, STLS when asked for, AUTH XOAUTH2.
+class Upstream final : public net::UpstreamBase {
 public:
     Upstream(const asio::any_io_executor& ex, const config::Connection& c, std::string mailbox,
              std::shared_ptr<oauth::TokenCache> tokens, std::shared_ptr<ssl::context> tls)
-        : conn_(c), mailbox_(std::move(mailbox)), tokens_(std::move(tokens)), link_(ex, std::move(tls)) {}
-    net::Link& link() { return link_; }
-    std::string description() const {
-        return std::string(conn_.pop3.tls == config::UpstreamTls::starttls ? "STLS " : "implicit TLS ") + link_.tls_version();
-    }
+        : UpstreamBase(ex, c, c.pop3, std::move(mailbox), std::move(tokens), std::move(tls)) {}
 
     awaitable<bool> open(UpstreamError& err) {
-        auto tr = co_await tokens_->get(conn_.name, mailbox_);
-        auto token_error = [&](const oauth::TokenResult& t) {
-            err.kind = UpstreamError::Kind::token;
-            err.detail = t.error.summary();
-            err.advice = diagnose::token_error_advice(t.error.code, t.error.error, t.error.description);
-            return false;
-        };
-        if (!tr.ok()) co_return token_error(tr);
+        std::string token;
+        if (!co_await connect(token, err)) co_return false;
         error_code ec;
-        link_.set_timeout(std::chrono::seconds(60));
-        co_await link_.connect(conn_.pop3.host, conn_.pop3.port, ec);
-        if (ec) {
-            err.kind = UpstreamError::Kind::connect;
-            err.detail = "connect " + conn_.pop3.text() + ": " + ec.message();
-            co_return false;
-        }
-        auto tls_error = [&]() {
-            err.kind = UpstreamError::Kind::tls;
-            std::string why = net::verify_error(link_.native_ssl());
-            err.detail = "TLS handshake with " + conn_.pop3.text() + ": " + (why.empty() ? ec.message() : why);
-            return false;
-        };
         auto protocol_error = [&](const std::string& what, const std::string& got) {
-            err.kind = UpstreamError::Kind::protocol;
-            err.detail = what + ": " + (ec ? ec.message() : got);
-            return false;
+            return fail(err, UpstreamError::Kind::protocol, what + ": " + (ec ? ec.message() : got));
         };
-        if (conn_.pop3.tls == config::UpstreamTls::implicit) {
-            co_await link_.start_tls(false, conn_.pop3.host, ec);
-            if (ec) co_return tls_error();
-        }
         std::string l = co_await link_.read_line(8192, ec);
         if (ec || parse_status(l).kind != Status::Kind::ok) co_return protocol_error("greeting", l);
         if (!co_await capa(ec)) co_return protocol_error("CAPA", "refused");
-        if (conn_.pop3.tls == config::UpstreamTls::starttls) {
-            if (!caps_.count("STLS")) {
-                err.kind = UpstreamError::Kind::tls;
-                err.detail = conn_.pop3.text() + " does not offer STLS; refusing to authenticate in clear";
-                co_return false;
-            }
+        if (where_.tls == config::UpstreamTls::starttls) {
+            if (!caps_.count("STLS"))
+                co_return fail(err, UpstreamError::Kind::tls,
+                               where_.text() + " does not offer STLS; refusing to authenticate in clear");
             link_.queue("STLS\r\n");
             l = co_await link_.read_line(8192, ec);
             if (ec || parse_status(l).kind != Status::Kind::ok) co_return protocol_error("STLS", l);
-            co_await link_.start_tls(false, conn_.pop3.host, ec);
-            if (ec) co_return tls_error();
+            if (!co_await start_tls(err)) co_return false;
             if (!co_await capa(ec)) co_return protocol_error("CAPA", "refused");
         }
-        std::string token = tr.token->access_token;
-        for (int attempt = 0; attempt < 2; ++attempt) {
-            bool retry = false;
-            if (co_await authenticate(token, retry, err)) co_return true;
-            if (!retry || attempt == 1) break;
-            tokens_->invalidate(conn_.name, mailbox_, token);
-            tr = co_await tokens_->get(conn_.name, mailbox_);
-            if (!tr.ok()) co_return token_error(tr);
-            token = tr.token->access_token;
-        }
-        co_return false;
+        co_return co_await authenticate_with_retry(token, err);
     }
 
 private:
@@ -106,33 +64,29 @@ private:
         co_return false;
     }
 
-    awaitable<bool> authenticate(const std::string& token, bool& retry, UpstreamError& err) {
+    awaitable<bool> authenticate(const std::string& token, bool& retry, UpstreamError& err) override {
         error_code ec;
-        const bool bearer = conn_.sasl == config::SaslMechanism::oauthbearer;
-        const std::string mech = bearer ? "OAUTHBEARER" : "XOAUTH2";
-        err.kind = UpstreamError::Kind::auth;
-        if (!caps_.count("SASL:" + mech)) {
-            err.detail = conn_.pop3.text() + " does not offer SASL " + mech;
-            err.advice = "POP may be disabled for the mailbox, or the sasl: setting is wrong";
-            co_return false;
-        }
+        const std::string mech = bearer() ? "OAUTHBEARER" : "XOAUTH2";
+        if (!caps_.count("SASL:" + mech))
+            co_return fail(err, UpstreamError::Kind::auth, where_.text() + " does not offer SASL " + mech,
+                           "POP may be disabled for the mailbox, or the sasl: setting is wrong");
         link_.queue("AUTH " + mech + "\r\n");
         bool sent = false;
+        std::string detail;
         for (int i = 0; i < 4; ++i) {
             std::string l = co_await link_.read_line(65536, ec);
             if (ec) break;
             Status st = parse_status(l);
             if (st.kind == Status::Kind::continuation) {
                 if (!sent) {
-                    link_.queue((bearer ? sasl::oauthbearer_initial_response(mailbox_, conn_.pop3.host, conn_.pop3.port, token)
-                                        : sasl::xoauth2_initial_response(mailbox_, token)) + "\r\n");
+                    link_.queue(initial_response(token) + "\r\n");
                     sent = true;
-                } else {
+                } else {   // Gmail-style error challenge
                     if (auto ch = sasl::parse_error_challenge(st.text)) {
                         retry = ch->retry_with_fresh_token;
-                        err.detail = "status " + ch->status + ", ";
+                        detail = "status " + ch->status + ", ";
                     }
-                    link_.queue(bearer ? "AQ==\r\n" : "\r\n");
+                    link_.queue(bearer() ? "AQ==\r\n" : "\r\n");
                 }
                 continue;
             }
@@ -140,19 +94,14 @@ private:
                 err = UpstreamError{};
                 co_return true;
             }
-            err.detail += "AUTH " + mech + " for " + mailbox_ + " refused: -ERR " + (st.code.empty() ? "" : "[" + st.code + "] ") + st.text;
-            err.advice = diagnose::upstream_reply_advice(st.text);
-            co_return false;
+            co_return fail(err, UpstreamError::Kind::auth,
+                           detail + "AUTH " + mech + " for " + mailbox_ + " refused: -ERR " +
+                               (st.code.empty() ? "" : "[" + st.code + "] ") + st.text,
+                           diagnose::upstream_reply_advice(st.text));
         }
-        err.kind = UpstreamError::Kind::protocol;
-        err.detail += "AUTH " + mech + ": " + (ec ? ec.message() : "unexpected answer");
-        co_return false;
+        co_return fail(err, UpstreamError::Kind::protocol, detail + "AUTH " + mech + ": " + (ec ? ec.message() : "unexpected answer"));
     }
 
-    config::Connection conn_;
-    std::string mailbox_;
-    std::shared_ptr<oauth::TokenCache> tokens_;
-    net::Link link_;
     std::set<std::string> caps_;
 };
 
@@ -333,16 +282,16 @@ awaitable<bool> Session::login(const std::string& user, const std::string& pass)
     s_->counters.observe_upstream_open(std::chrono::steady_clock::now() - started);
     if (!ok) {
         spdlog::error("pop3 session {} connection={} mailbox={} upstream={} {} failure: {}{}{}", id_, conn->name,
-                      u->mailbox, conn->pop3.text(), smtp::to_string(err.kind), err.detail,
+                      u->mailbox, conn->pop3.text(), net::to_string(err.kind), err.detail,
                       err.advice.empty() ? "" : "; fix: ", err.advice);
         send("-ERR [SYS/TEMP] Temporary failure: the mail server cannot be reached for this account, try again later");
         result_ = "tempfail";
-        reason_ = std::string(smtp::to_string(err.kind)) + ": " + err.detail;
+        reason_ = std::string(net::to_string(err.kind)) + ": " + err.detail;
         co_return false;
     }
     ++s_->counters.auth_ok;
     spdlog::info("pop3 session {} upstream {} open for {} ({}, AUTH {})", id_, conn->pop3.text(), u->mailbox,
-                 up->description(), conn->sasl == config::SaslMechanism::oauthbearer ? "OAUTHBEARER" : "XOAUTH2");
+                 up->tls_description(), conn->sasl == config::SaslMechanism::oauthbearer ? "OAUTHBEARER" : "XOAUTH2");
     send("+OK Logged in.");
     upstream_ = std::move(up);
     result_ = "ok";

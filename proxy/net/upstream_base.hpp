@@ -1,0 +1,55 @@
+// What opening an upstream session has in common across SMTP, IMAP and POP3:
+// a token from the cache, the TCP connection, TLS (implicit at once, or after
+// the protocol's STARTTLS) with the certificate and host name verified, and
+// the XOAUTH2 attempt retried once with a fresh token when the server's error
+// challenge asks for it. Each protocol's client derives and supplies
+// authenticate(); failures are described in UpstreamError, never thrown.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "asio.hpp"
+#include "config/config.hpp"
+#include "net/link.hpp"
+#include "oauth/token_cache.hpp"
+
+namespace xo::net {
+
+struct UpstreamError {
+    enum class Kind { none, token, connect, tls, auth, protocol } kind = Kind::none;
+    std::string detail;   // for the log: the provider's or server's words
+    std::string advice;   // what the admin should change, when known
+};
+const char* to_string(UpstreamError::Kind);
+
+class UpstreamBase {
+public:
+    virtual ~UpstreamBase() = default;
+    Link& link() { return link_; }
+    std::string tls_description() const;   // "STARTTLS TLSv1.3" / "implicit TLS TLSv1.3"
+
+protected:
+    UpstreamBase(const asio::any_io_executor& ex, const config::Connection& conn, const config::Upstream& where,
+                 std::string mailbox, std::shared_ptr<oauth::TokenCache> tokens, std::shared_ptr<ssl::context> tls);
+
+    // Token, TCP connection, and TLS right away when the upstream wants implicit TLS.
+    awaitable<bool> connect(std::string& token, UpstreamError& err);
+    // The TLS handshake after the protocol's STARTTLS / STLS was accepted.
+    awaitable<bool> start_tls(UpstreamError& err);
+    // authenticate(token); on a retryable refusal: drop the token, fetch a fresh one, once more.
+    awaitable<bool> authenticate_with_retry(std::string token, UpstreamError& err);
+    virtual awaitable<bool> authenticate(const std::string& token, bool& retry, UpstreamError& err) = 0;
+
+    bool fail(UpstreamError& err, UpstreamError::Kind kind, std::string detail, std::string advice = "");
+    bool bearer() const { return conn_.sasl == config::SaslMechanism::oauthbearer; }
+    // The SASL initial response for this connection's mechanism.
+    std::string initial_response(const std::string& token) const;
+
+    config::Connection conn_;
+    config::Upstream where_;
+    std::string mailbox_;
+    std::shared_ptr<oauth::TokenCache> tokens_;
+    Link link_;
+};
+
+}  // namespace xo::net
