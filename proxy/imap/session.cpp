@@ -207,16 +207,8 @@ awaitable<void> Session::run() {
 
 awaitable<bool> Session::login(const std::string& tag, const std::string& user, const std::string& pass) {
     login_ = user;
-    if (auto delay = s_->throttle.delay_for(ip_); delay.count() > 0) {
-        error_code fe;
-        co_await client_.flush(fe);
-        asio::steady_timer t(co_await asio::this_coro::executor, delay);
-        co_await t.async_wait(asio::redirect_error(use_awaitable, fe));
-    }
-    const config::User* u = co_await server::check_login(s_, user, pass);
+    const config::User* u = co_await server::local_login(s_, client_, ip_, user, pass);
     if (!u) {
-        s_->throttle.record_failure(ip_);
-        ++s_->counters.auth_failed;
         ++auth_failures_;
         result_ = "authfail";
         reason_ = "authentication failed";
@@ -224,7 +216,6 @@ awaitable<bool> Session::login(const std::string& tag, const std::string& user, 
         send(tag + " NO [AUTHENTICATIONFAILED] Authentication failed.");
         co_return false;
     }
-    s_->throttle.record_success(ip_);
     user_ = u;
     const config::Connection* conn = s_->cfg.find_connection(u->connection);
     auto tls = conn ? s_->upstream_tls.find(conn->name) : s_->upstream_tls.end();

@@ -71,6 +71,24 @@ void Services::drain() {
     for (auto& [id, close] : closers) close();
 }
 
+awaitable<const config::User*> local_login(std::shared_ptr<Services> s, net::Link& client, std::string ip,
+                                           std::string login, std::string password) {
+    if (auto delay = s->throttle.delay_for(ip); delay.count() > 0) {
+        error_code ec;
+        co_await client.flush(ec);
+        asio::steady_timer t(co_await asio::this_coro::executor, delay);
+        co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+    }
+    const config::User* u = co_await check_login(s, std::move(login), std::move(password));
+    if (u) {
+        s->throttle.record_success(ip);
+    } else {
+        s->throttle.record_failure(ip);
+        ++s->counters.auth_failed;
+    }
+    co_return u;
+}
+
 bool is_loopback(const std::string& ip) {
     error_code ec;
     auto a = asio::ip::make_address(ip, ec);

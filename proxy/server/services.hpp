@@ -17,6 +17,7 @@
 #include "auth/authenticator.hpp"
 #include "auth/throttle.hpp"
 #include "config/config.hpp"
+#include "net/link.hpp"
 #include "oauth/token_cache.hpp"
 
 namespace xo::server {
@@ -75,6 +76,12 @@ std::string new_session_id();
 // Checks a local login off the I/O threads (a KDF costs milliseconds); a login
 // verified before is answered from the authenticator's cache without the hop.
 awaitable<const config::User*> check_login(std::shared_ptr<Services> s, std::string login, std::string password);
+
+// A session's local login, whatever the protocol: waits first when `ip` failed
+// repeatedly (after sending the client what is queued), checks, and keeps the
+// throttle and the counters. nullptr for a wrong password or unknown login.
+awaitable<const config::User*> local_login(std::shared_ptr<Services> s, net::Link& client, std::string ip,
+                                           std::string login, std::string password);
 
 bool is_loopback(const std::string& ip);
 

@@ -287,17 +287,9 @@ awaitable<void> Session::auth(const std::string& arg) {
         ++errors_;
         co_return;
     }
-    if (auto delay = s_->throttle.delay_for(ip_); delay.count() > 0) {
-        error_code fe;
-        co_await client_.flush(fe);
-        asio::steady_timer t(co_await asio::this_coro::executor, delay);
-        co_await t.async_wait(asio::redirect_error(use_awaitable, fe));
-    }
     login_ = login;
-    const config::User* user = co_await server::check_login(s_, login, password);
+    const config::User* user = co_await server::local_login(s_, client_, ip_, login, password);
     if (!user) {
-        s_->throttle.record_failure(ip_);
-        ++s_->counters.auth_failed;
         ++auth_failures_;
         spdlog::warn("session {} client={} login={} authentication failed", id_, ip_, login);
         reply("535 5.7.8 Authentication credentials invalid");
@@ -305,7 +297,6 @@ awaitable<void> Session::auth(const std::string& arg) {
         reason_ = "authentication failed";
         co_return;
     }
-    s_->throttle.record_success(ip_);
     if (result_ == "authfail") result_ = "ok";
     const config::Connection* conn = s_->cfg.find_connection(user->connection);
     std::string why = "connection " + user->connection + " is not configured";
