@@ -223,6 +223,7 @@ DataScanner::Result DataScanner::feed(std::string_view in, std::string& out) {
         char c = in[i];
         switch (state_) {
             case State::line_start:
+                last_cr_ = false;
                 if (c == '.') {
                     state_ = State::dot;
                     ++i;
@@ -231,34 +232,29 @@ DataScanner::Result DataScanner::feed(std::string_view in, std::string& out) {
                 state_ = State::in_line;
                 continue;
             case State::in_line: {
-                // Bulk copy up to the next CR or LF.
-                std::size_t j = i;
-                while (j < n && in[j] != '\r' && in[j] != '\n') ++j;
-                out.append(in.data() + i, j - i);
-                bytes_ += j - i;
+                // Bulk copy up to the next LF (memchr is vectorised); a lone CR
+                // passes as it is, a bare LF becomes CRLF.
+                const void* lf = std::memchr(in.data() + i, '\n', n - i);
+                std::size_t j = lf ? std::size_t(static_cast<const char*>(lf) - in.data()) : n;
+                if (j > i) {
+                    out.append(in.data() + i, j - i);
+                    bytes_ += j - i;
+                    last_cr_ = in[j - 1] == '\r';
+                }
                 i = j;
                 if (i == n) break;
-                if (in[i] == '\r') state_ = State::cr;
-                else {   // bare LF
+                if (last_cr_) {
+                    out += '\n';
+                    ++bytes_;
+                } else {
                     out.append("\r\n");
                     bytes_ += 2;
-                    state_ = State::line_start;
                 }
+                last_cr_ = false;
                 ++i;
+                state_ = State::line_start;
                 continue;
             }
-            case State::cr:
-                if (c == '\n') {
-                    out.append("\r\n");
-                    bytes_ += 2;
-                    ++i;
-                    state_ = State::line_start;
-                } else {   // a lone CR stays as it is
-                    out += '\r';
-                    ++bytes_;
-                    state_ = State::in_line;
-                }
-                continue;
             case State::dot:
                 if (c == '\r') {
                     state_ = State::dot_cr;
@@ -281,6 +277,7 @@ DataScanner::Result DataScanner::feed(std::string_view in, std::string& out) {
                 } else {
                     out.append(".\r");
                     bytes_ += 2;
+                    last_cr_ = true;
                     state_ = State::in_line;
                 }
                 continue;

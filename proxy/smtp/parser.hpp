@@ -80,9 +80,10 @@ public:
     bool done() const { return state_ == State::done; }
 
 private:
-    enum class State { line_start, in_line, cr, dot, dot_cr, done };
+    enum class State { line_start, in_line, dot, dot_cr, done };
     State state_ = State::line_start;
     std::size_t bytes_ = 0;
+    bool last_cr_ = false;   // the last byte written out was a CR (a CRLF may straddle chunks)
 };
 
 }  // namespace xo::smtp
