@@ -16,7 +16,8 @@ namespace xo::net {
 
 class Link {
 public:
-    // `tls` is the context used when TLS starts (server or client side).
+    // `tls` is the context used when TLS starts (server or client side); may be
+    // nullptr for a link that never starts TLS (start_tls then fails).
     Link(tcp::socket socket, std::shared_ptr<ssl::context> tls);
     Link(const asio::any_io_executor& ex, std::shared_ptr<ssl::context> tls);
 

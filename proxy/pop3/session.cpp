@@ -109,7 +109,7 @@ class Session {
 public:
     Session(tcp::socket socket, const config::Listener& l, std::shared_ptr<server::Services> s,
             std::shared_ptr<ssl::context> tls)
-        : listener_(l), s_(std::move(s)), client_(std::move(socket), tls ? tls : dummy()), id_(server::new_session_id()) {
+        : listener_(l), s_(std::move(s)), client_(std::move(socket), std::move(tls)), id_(server::new_session_id()) {
         client_.set_timeout(std::chrono::minutes(10));
         ip_ = client_.remote_address();
         port_ = client_.remote_port();
@@ -117,13 +117,7 @@ public:
     awaitable<void> run();
 
 private:
-    static std::shared_ptr<ssl::context> dummy() {
-        static auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
-        return ctx;
-    }
-    bool plaintext_ok() const {
-        return client_.tls_active() || listener_.allow_plaintext_auth || server::is_loopback(ip_);
-    }
+    bool plaintext_ok() const { return server::plaintext_auth_allowed(listener_, client_.tls_active(), ip_); }
     void send(std::string_view s) {
         client_.queue(s);
         client_.queue("\r\n");

@@ -89,6 +89,10 @@ awaitable<const config::User*> local_login(std::shared_ptr<Services> s, net::Lin
     co_return u;
 }
 
+bool plaintext_auth_allowed(const config::Listener& l, bool tls_active, const std::string& ip) {
+    return tls_active || l.allow_plaintext_auth || is_loopback(ip);
+}
+
 bool is_loopback(const std::string& ip) {
     error_code ec;
     auto a = asio::ip::make_address(ip, ec);

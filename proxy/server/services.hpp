@@ -85,4 +85,7 @@ awaitable<const config::User*> local_login(std::shared_ptr<Services> s, net::Lin
 
 bool is_loopback(const std::string& ip);
 
+// Passwords in clear only over TLS, from loopback, or where the listener allows it.
+bool plaintext_auth_allowed(const config::Listener& l, bool tls_active, const std::string& ip);
+
 }  // namespace xo::server

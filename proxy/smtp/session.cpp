@@ -21,7 +21,7 @@ public:
     Session(tcp::socket socket, const config::Listener& listener, std::shared_ptr<server::Services> services,
             std::shared_ptr<ssl::context> server_tls)
         : listener_(listener), s_(std::move(services)),
-          client_(std::move(socket), server_tls ? server_tls : dummy_tls()), id_(server::new_session_id()) {
+          client_(std::move(socket), std::move(server_tls)), id_(server::new_session_id()) {
         client_.set_timeout(listener_.idle_timeout);
         ip_ = client_.remote_address();
         port_ = client_.remote_port();
@@ -32,10 +32,6 @@ public:
     awaitable<void> run();
 
 private:
-    static std::shared_ptr<ssl::context> dummy_tls() {
-        static auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
-        return ctx;
-    }
     void reply(std::string_view text) {
         client_.queue(text);
         client_.queue("\r\n");
@@ -44,9 +40,7 @@ private:
         in_mail_ = false;
         recipients_ = 0;
     }
-    bool auth_allowed() const {
-        return client_.tls_active() || listener_.allow_plaintext_auth || server::is_loopback(ip_);
-    }
+    bool auth_allowed() const { return server::plaintext_auth_allowed(listener_, client_.tls_active(), ip_); }
     awaitable<bool> handle(const std::string& line);
     void ehlo(const std::string& arg, bool extended);
     awaitable<void> auth(const std::string& arg);
