@@ -4,13 +4,16 @@ v2.0 token endpoints per tenant, Google's token endpoint for service accounts,
 and a generic client-credentials endpoint, over HTTPS with the test CA; plus a
 plain-HTTP control API on loopback for tests and for the mail server's token
 check. It follows the providers' documented wire formats (PROTOCOLS.md) and can
-be told to fail the ways they fail. Secrets and tokens are never logged.
+be told to fail the ways they fail. Secrets and tokens are never logged: one
+log line per request (method, path, client, status, outcome/error code).
 
 usage: idp.py --https-port P --http-port Q --cert C --key K --registry R.json --base-url URL --log FILE
+              [--issued-tokens FILE] [--public-key-out FILE]
+The interactive flows (authorization code + PKCE, device code, refresh tokens)
+live in interactive.py.
 """
 import argparse
 import base64
-import datetime
 import hashlib
 import json
 import os
@@ -23,15 +26,35 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from interactive import Interactive  # noqa: E402
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from provider_errors import g_error, ms_error, utc  # noqa: E402
 
 MS_SCOPE = "https://outlook.office365.com/.default"
 GOOGLE_SCOPE = "https://mail.google.com/"
 ROLES = ["SMTP.SendAsApp", "IMAP.AccessAsApp", "POP.AccessAsApp"]
+ROLE_FOR_SERVICE = {"smtp": "SMTP.SendAsApp", "imap": "IMAP.AccessAsApp", "pop3": "POP.AccessAsApp"}
+FAIL_MODES = ("invalid_secret", "expired_secret", "app_not_found", "no_consent", "http500", "slow", "none")
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def thumbprints(cert_pem):
+    der = x509.load_pem_x509_certificate(cert_pem.encode()).public_bytes(serialization.Encoding.DER)
+    return b64url(hashlib.sha1(der).digest()), b64url(hashlib.sha256(der).digest())
+
+
+def thumb_hex(header):
+    """A thumbprint from an assertion header as Microsoft prints it: upper-case hex."""
+    t = header.get("x5t") or header.get("x5t#S256") or ""
+    try:
+        return base64.urlsafe_b64decode(t + "=" * (-len(t) % 4)).hex().upper()
+    except (ValueError, TypeError):
+        return t
 
 
 class State:
@@ -43,14 +66,15 @@ class State:
         self.base_url = base_url.rstrip("/")
         self.log_file = log
         self.lock = threading.RLock()
+        self.local = threading.local()
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.kid = uuid.uuid4().hex[:16]
         self.reset()
 
     def reset(self):
-        with getattr(self, "lock"):
+        with self.lock:
             self.requests = {}
-            self.failures = {}          # client -> {"fail": mode, "count": n|None, "delay": s}
+            self.failures = {}          # client or "*" -> {"fail": mode, "count": n|None, "delay": s}
             self.lifetime = 3599
             self.clock_skew = 0
             self.seen_jti = set()
@@ -67,6 +91,14 @@ class State:
         return ms_error(status, error, code, text)
 
     def log(self, line):
+        """Inside a request: becomes part of that request's one log line."""
+        notes = getattr(self.local, "notes", None)
+        if notes is not None:
+            notes.append(line)
+            return
+        self.write_log(line)
+
+    def write_log(self, line):
         with self.lock:
             with open(self.log_file, "a") as f:
                 f.write(time.strftime("%H:%M:%S ") + line + "\n")
@@ -106,34 +138,29 @@ class State:
                 os.write(fd, (secret + "\n").encode())
                 os.close(fd)
 
-
-def ms_error(status, error, code, text, tenant=None):
-    now = datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M:%SZ")
-    trace, corr = str(uuid.uuid4()), str(uuid.uuid4())
-    desc = "AADSTS%d: %s\r\nTrace ID: %s\r\nCorrelation ID: %s\r\nTimestamp: %s" % (code, text, trace, corr, now)
-    return status, {"error": error, "error_description": desc, "error_codes": [code], "timestamp": now,
-                    "trace_id": trace, "correlation_id": corr,
-                    "error_uri": "https://login.microsoftonline.com/error?code=%d" % code}
-
-
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def thumbprints(cert_pem):
-    der = x509.load_pem_x509_certificate(cert_pem.encode()).public_bytes(serialization.Encoding.DER)
-    return b64url(hashlib.sha1(der).digest()), b64url(hashlib.sha256(der).digest())
+    def granted(self, client):
+        for t in self.reg["tenants"].values():
+            if client in t["apps"]:
+                return [m.lower() for m in t["apps"][client].get("mailboxes", [])]
+        g = self.reg["generic"]["clients"].get(client)
+        return [m.lower() for m in g["mailboxes"]] if g else []
 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    state = None  # set in main
+    timeout = 60      # an idle keep-alive connection is closed after this
+    state = None      # set in main
 
     def log_message(self, fmt, *args):  # quiet: we log our own lines
         pass
 
-    def reply(self, status, body, ctype="application/json"):
+    def send_response(self, code, message=None):
+        self.status = code
+        super().send_response(code, message)
+
+    def reply(self, status, body, ctype=None):
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        ctype = ctype or ("application/json" if isinstance(body, dict) else "text/html; charset=utf-8")
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(raw)))
@@ -141,29 +168,52 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
+    def answer(self, status, body, outcome):
+        """A token endpoint's answer; outcome (e.g. 'AADSTS7000215') goes to the log line."""
+        self.outcome = outcome
+        self.reply(status, body)
+
     def form(self):
         n = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(n).decode()
         return {k: v[0] for k, v in urllib.parse.parse_qs(raw, keep_blank_values=True).items()}, raw
 
-    # ---- routing
+    # ---- one log line per request
+    def logged(self, route):
+        st = self.state
+        self.client, self.outcome, self.status = "-", "", 0
+        st.local.notes = []
+        try:
+            route()
+        finally:
+            notes, st.local.notes = st.local.notes, None
+            path = urllib.parse.urlparse(self.path).path
+            extra = (" [" + "; ".join(notes) + "]") if notes else ""
+            st.write_log("%s %s client=%s -> %s %s%s" % (self.command, path, self.client, self.status,
+                                                         self.outcome or ("ok" if self.status < 400 else ""), extra))
+
     def do_GET(self):
+        self.logged(self.route_get)
+
+    def do_POST(self):
+        self.logged(self.route_post)
+
+    def route_get(self):
         u = urllib.parse.urlparse(self.path)
         parts = u.path.strip("/").split("/")
         if not self.server.control and len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "authorize"]:
             return self.state.interactive.authorize(self, u.query, "microsoft")
         if not self.server.control and u.path == "/google/authorize":
             return self.state.interactive.authorize(self, u.query, "google")
-        if self.server.control and self.path == "/_devices":
+        if self.server.control and u.path == "/_devices":
             return self.reply(200, {"devices": self.state.interactive.pending_devices()})
-        if self.server.control and self.path == "/_stats":
+        if self.server.control and u.path == "/_stats":
             st = self.state
             with st.lock:
-                self.reply(200, {"token_requests": dict(st.requests), "total": sum(st.requests.values())})
-            return
+                return self.reply(200, {"token_requests": dict(st.requests), "total": sum(st.requests.values())})
         self.reply(404, {"error": "not_found"})
 
-    def do_POST(self):
+    def route_post(self):
         path = urllib.parse.urlparse(self.path).path
         if self.server.control:
             if path == "/_control":
@@ -179,6 +229,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.microsoft(parts[0])
         if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "devicecode"]:
             f, _ = self.form()
+            self.client = f.get("client_id", "-")
             return self.state.interactive.devicecode(self, f)
         if path == "/google/token":
             return self.google()
@@ -189,7 +240,12 @@ class Handler(BaseHTTPRequestHandler):
     # ---- control API (plain HTTP, loopback)
     def control(self):
         n = int(self.headers.get("Content-Length") or 0)
-        req = json.loads(self.rfile.read(n) or b"{}")
+        try:
+            req = json.loads(self.rfile.read(n) or b"{}")
+        except ValueError:
+            return self.reply(400, {"ok": False, "error": "body is not JSON"})
+        if "fail" in req and req["fail"] not in FAIL_MODES:
+            return self.reply(400, {"ok": False, "error": "unknown fail mode; one of " + ", ".join(FAIL_MODES)})
         st = self.state
         with st.lock:
             if "token_lifetime" in req:
@@ -206,43 +262,50 @@ class Handler(BaseHTTPRequestHandler):
             if "revoke_mailbox" in req:
                 r = req["revoke_mailbox"]
                 st.revoked.add((r["client_id"], r["mailbox"].lower()))
-        with st.lock:
             st.interactive.control(req)
-        st.log("control %s" % json.dumps({k: v for k, v in req.items()}))
+        self.client = req.get("client_id", "-")
+        self.outcome = json.dumps(req, sort_keys=True)   # control requests carry no secrets
         self.reply(200, {"ok": True})
 
     def check(self):
-        """The mail server asks: may this token open this mailbox?"""
+        """The mail server asks: may this token open this mailbox (for this service)?"""
         f, _ = self.form()
-        user, token, service = f.get("user", "").lower(), f.get("token", ""), f.get("service", "")
+        user, token, service = f.get("user", "").lower(), f.get("token", ""), f.get("service", "").lower()
         st = self.state
+        self.client = "(token %s... len=%d)" % (token[:8], len(token))
+
+        def refuse(reason):
+            self.outcome = "refused service=%s user=%s: %s" % (service, user, reason)
+            self.reply(200, {"ok": False, "reason": reason})
         try:
             claims = jwt.decode(token, st.key.public_key(), algorithms=["RS256"],
-                                options={"verify_aud": False}, leeway=0)
+                                options={"verify_aud": False, "verify_exp": False, "verify_nbf": False,
+                                         "verify_iat": False})
         except jwt.PyJWTError as e:
-            st.log("check service=%s user=%s token=%s... len=%d -> refused: %s" % (service, user, token[:8], len(token), e))
-            return self.reply(200, {"ok": False, "reason": "invalid token: %s" % e})
+            return refuse("invalid token: %s" % e)
         client = claims.get("appid") or claims.get("azp") or claims.get("client_id")
+        self.client = client
+        now = st.now()
+        if int(claims.get("exp", 0)) <= now:
+            return refuse("token expired")
+        if int(claims.get("nbf", 0)) > now + 60:
+            return refuse("token not yet valid")
         if "email" in claims:
-            ok = claims["email"].lower() == user
-            reason = "token is for %s" % claims["email"]
+            if claims["email"].lower() != user:
+                return refuse("token is for %s" % claims["email"])
         else:
-            ok = user in [m.lower() for m in self.granted(client)]
-            reason = "app %s has no access to mailbox %s" % (client, user)
+            if user not in st.granted(client):
+                return refuse("app %s has no access to mailbox %s" % (client, user))
+            role = ROLE_FOR_SERVICE.get(service)
+            if "roles" in claims and role and role not in claims["roles"]:
+                return refuse("token lacks the role %s" % role)
         if (client, user) in st.revoked:
-            ok, reason = False, "access revoked"
-        st.log("check service=%s user=%s client=%s -> %s" % (service, user, client, "ok" if ok else "refused: " + reason))
-        self.reply(200, {"ok": ok} if ok else {"ok": False, "reason": reason})
-
-    def granted(self, client):
-        for t in self.state.reg["tenants"].values():
-            if client in t["apps"]:
-                return t["apps"][client]["mailboxes"]
-        g = self.state.reg["generic"]["clients"].get(client)
-        return g["mailboxes"] if g else []
+            return refuse("access revoked")
+        self.outcome = "ok service=%s user=%s" % (service, user)
+        self.reply(200, {"ok": True})
 
     # ---- failure injection shared by the token endpoints
-    def inject(self, client, provider, tenant=None, app=None):
+    def inject(self, client, provider, tenant=None):
         f = self.state.injected(client)
         if not f:
             return None
@@ -252,82 +315,94 @@ class Handler(BaseHTTPRequestHandler):
             return None
         if mode == "http500":
             return 500, b"<html><body>Sorry, but we're having trouble signing you in. (HTTP 500)</body></html>"
-        if provider != "microsoft":
-            table = {"invalid_secret": (401, {"error": "invalid_client", "error_description": "Unauthorized"}),
-                     "no_consent": (401, {"error": "unauthorized_client", "error_description":
-                                          "Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested."})}
-            return table.get(mode, (400, {"error": "invalid_grant", "error_description": "Injected failure: " + mode}))
-        if mode == "invalid_secret":
-            return ms_error(401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'." % app)
-        if mode == "expired_secret":
-            return ms_error(401, "invalid_client", 7000222, "The provided client secret keys for app '%s' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds." % app)
-        if mode == "app_not_found":
-            return ms_error(400, "unauthorized_client", 700016, "Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant." % (app, tenant))
-        if mode == "no_consent":
-            return ms_error(400, "invalid_grant", 65001, "The user or administrator has not consented to use the application with ID '%s' named 'xoauth2-proxy test'. Send an interactive authorization request for this user and resource." % app)
-        return 400, {"error": "invalid_request", "error_description": "unknown injected failure " + mode}
+        if provider == "google":
+            return {"invalid_secret": g_error(400, "invalid_grant", "signature"),
+                    "expired_secret": g_error(400, "invalid_grant", "signature"),
+                    "app_not_found": g_error(400, "invalid_grant", "account"),
+                    "no_consent": g_error(401, "unauthorized_client", "scope")}[mode]
+        if provider == "generic":
+            return {"invalid_secret": (401, {"error": "invalid_client", "error_description": "Client authentication failed"}),
+                    "expired_secret": (401, {"error": "invalid_client", "error_description": "Client secret expired"}),
+                    "app_not_found": (401, {"error": "invalid_client", "error_description": "Unknown client"}),
+                    "no_consent": (400, {"error": "unauthorized_client", "error_description": "Client not authorized for this grant"})}[mode]
+        return {"invalid_secret": lambda: ms_error(401, "invalid_client", 7000215, app=client),
+                "expired_secret": lambda: ms_error(401, "invalid_client", 7000222, app=client),
+                "app_not_found": lambda: ms_error(400, "unauthorized_client", 700016, app=client, tenant=tenant),
+                "no_consent": lambda: ms_error(400, "invalid_grant", 65001, app=client)}[mode]()
 
-    def send_token(self, tok, lifetime, scope=None):
+    @staticmethod
+    def code_of(body):
+        if isinstance(body, dict):
+            return "AADSTS%d" % body["error_codes"][0] if body.get("error_codes") else body.get("error", "")
+        return "html"
+
+    def send_token(self, tok, lifetime, provider, scope=None):
         body = {"token_type": "Bearer", "expires_in": lifetime, "access_token": tok}
+        if provider == "microsoft":
+            body["ext_expires_in"] = lifetime
         if scope is not None:
             body["scope"] = scope
-        else:
-            body["ext_expires_in"] = lifetime
-        self.reply(200, body)
+        self.answer(200, body, "token %s... len=%d" % (tok[:8], len(tok)))
 
     # ---- Microsoft identity platform v2.0
     def microsoft(self, tenant_in_url):
         st = self.state
         f, _ = self.form()
         client = f.get("client_id", "")
+        self.client = client or "-"
         st.count(client or "(none)")
-        def fail(status, body, what):
-            st.log("microsoft tenant=%s client=%s -> %d %s" % (tenant_in_url, client, status, what))
-            self.reply(status, body, "application/json" if isinstance(body, dict) else "text/html")
-        if tenant_in_url in ("common", "consumers"):
-            return fail(*ms_error(400, "invalid_request", 9001023, "The grant type is not supported over the /common or /consumers endpoints. Please use the /organizations or tenant-specific endpoint."), "AADSTS9001023")
+
+        def fail(status, body, what=None):
+            self.answer(status, body, what or self.code_of(body))
+        if tenant_in_url in ("common", "consumers") and f.get("grant_type") == "client_credentials":
+            return fail(*ms_error(400, "invalid_request", 9001023))
         tenant = None
         for tid, t in st.reg["tenants"].items():
-            if tenant_in_url in (tid, t["domain"]):
+            if tenant_in_url.lower() in (tid, t["domain"]):
                 tenant = (tid, t)
         if not tenant:
-            return fail(*ms_error(400, "invalid_request", 90002, "Tenant '%s' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud." % tenant_in_url), "AADSTS90002")
+            return fail(*ms_error(400, "invalid_request", 90002, tenant=tenant_in_url))
         tid, t = tenant
         with st.lock:
             answer = st.interactive.token(f, "microsoft")
         if answer:
-            st.log("microsoft tenant=%s client=%s grant=%s -> %d %s" % (tenant_in_url, client, f.get("grant_type"), answer[0], answer[1].get("error", "ok")))
-            return self.reply(*answer)
+            return fail(answer[0], answer[1], "grant=%s %s" % (f.get("grant_type"), self.code_of(answer[1]) or "token"))
         if f.get("grant_type") != "client_credentials":
-            return fail(400, {"error": "unsupported_grant_type", "error_description": "AADSTS70003: The app requested an unsupported grant type '%s'." % f.get("grant_type"), "error_codes": [70003]}, "AADSTS70003")
-        inj = self.inject(client, "microsoft", tid, client)
+            return fail(*ms_error(400, "unsupported_grant_type", 70003, grant=f.get("grant_type", "")))
+        if not client:
+            return fail(*ms_error(400, "invalid_request", 900144, param="client_id"))
+        inj = self.inject(client, "microsoft", t["domain"])
         if inj:
-            return fail(inj[0], inj[1], "injected")
+            return fail(inj[0], inj[1], "injected " + self.code_of(inj[1]))
         app = t["apps"].get(client)
         if not app:
-            return fail(*ms_error(400, "unauthorized_client", 700016, "Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant." % (client, t["domain"])), "AADSTS700016")
-        if f.get("scope") != MS_SCOPE:
-            return fail(*ms_error(400, "invalid_scope", 70011, "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope %s is not valid." % f.get("scope", "")), "AADSTS70011")
+            return fail(*ms_error(400, "unauthorized_client", 700016, app=client, tenant=t["domain"]))
+        if "scope" not in f:
+            return fail(*ms_error(400, "invalid_request", 900144, param="scope"))
+        if f["scope"] != MS_SCOPE:
+            return fail(*ms_error(400, "invalid_scope", 70011, scope=f["scope"]))
         if "client_secret" in f:
             if f["client_secret"] not in app.get("secrets", []):
-                return fail(*ms_error(401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'." % client), "AADSTS7000215")
+                return fail(*ms_error(401, "invalid_client", 7000215, app=client))
         elif f.get("client_assertion_type") == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
-            err = self.verify_ms_assertion(f.get("client_assertion", ""), client, app, "%s/%s/oauth2/v2.0/token" % (st.base_url, tenant_in_url))
+            err = self.verify_ms_assertion(f.get("client_assertion", ""), client, app,
+                                           "%s/%s/oauth2/v2.0/token" % (st.base_url, tenant_in_url))
             if err:
-                return fail(*err, "AADSTS%d" % err[1]["error_codes"][0])
+                return fail(*err)
         else:
-            return fail(*ms_error(401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'."), "AADSTS7000218")
+            return fail(*ms_error(401, "invalid_client", 7000218))
         tok, life = st.issue({"aud": "https://outlook.office365.com", "tid": tid, "appid": client, "roles": ROLES,
                               "oid": str(uuid.uuid5(uuid.NAMESPACE_DNS, client)), "ver": "1.0"})
-        st.log("microsoft tenant=%s client=%s -> 200 token len=%d" % (tenant_in_url, client, len(tok)))
-        self.send_token(tok, life)
+        self.send_token(tok, life, "microsoft")
 
     def verify_ms_assertion(self, assertion, client, app, audience):
+        """None when the client assertion is good, else the (status, body) Microsoft would answer."""
         st = self.state
         try:
             header = jwt.get_unverified_header(assertion)
-        except jwt.PyJWTError as e:
-            return ms_error(400, "invalid_request", 50027, "JWT token is invalid or malformed: %s" % e)
+            jwt.decode(assertion, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return ms_error(400, "invalid_request", 50027)
         alg = header.get("alg")
         cert = None
         for pem in app.get("certificates", []):
@@ -335,29 +410,34 @@ class Handler(BaseHTTPRequestHandler):
             if (alg == "RS256" and header.get("x5t") == s1) or (alg == "PS256" and header.get("x5t#S256") == s256):
                 cert = pem
         if alg not in ("RS256", "PS256") or cert is None:
-            thumb = header.get("x5t") or header.get("x5t#S256") or ""
-            return ms_error(401, "invalid_client", 700027, "The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '%s', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '%s'.]" % (thumb, client))
+            return ms_error(401, "invalid_client", 700027, reason="The key was not found.", thumb=thumb_hex(header),
+                            app=client)
         pub = x509.load_pem_x509_certificate(cert.encode()).public_key()
         try:
-            claims = jwt.decode(assertion, pub, algorithms=[alg], audience=audience,
-                                options={"verify_exp": False, "verify_nbf": False, "verify_iat": False})
-        except jwt.InvalidAudienceError:
-            return ms_error(401, "invalid_client", 700212, "No matching federated identity record found for presented assertion audience '%s'." % audience)
+            claims = jwt.decode(assertion, pub, algorithms=[alg],
+                                options={"verify_aud": False, "verify_exp": False, "verify_nbf": False,
+                                         "verify_iat": False})
         except jwt.PyJWTError:
-            return ms_error(401, "invalid_client", 700027, "Client assertion failed signature validation. [Reason - The key was not found., Please visit the Azure Portal to see configured keys for app Id '%s'.]" % client)
-        now = st.now()
+            return ms_error(401, "invalid_client", 700027, thumb=thumb_hex(header), app=client,
+                            reason="The provided signature value did not match the expected signature value.")
         if claims.get("iss") != client or claims.get("sub") != client:
-            return ms_error(401, "invalid_client", 700021, "Client assertion application identifier doesn't match 'client_id' parameter.")
-        exp, nbf = int(claims.get("exp", 0)), int(claims.get("nbf", claims.get("iat", 0)))
-        if exp < now or nbf > now + 300 or exp - nbf > 3600 * 24:
-            return ms_error(400, "invalid_client", 700024, "Client assertion is not within its valid time range. Current time: %s, assertion valid from %s, expiry time of assertion %s." % (
-                datetime.datetime.utcfromtimestamp(now).isoformat() + "Z",
-                datetime.datetime.utcfromtimestamp(nbf).isoformat() + "Z",
-                datetime.datetime.utcfromtimestamp(exp).isoformat() + "Z"))
+            return ms_error(401, "invalid_client", 700021)
+        if claims.get("aud") != audience:
+            return ms_error(401, "invalid_client", 700023)
+        now = st.now()
+        try:
+            exp, nbf = int(claims["exp"]), int(claims.get("nbf", claims.get("iat", now)))
+        except (KeyError, TypeError, ValueError):
+            return ms_error(400, "invalid_request", 50027)
+        # valid: not expired, not from the future (5 min skew), and at most about an hour ahead
+        if exp <= now or nbf > now + 300 or exp > now + 3600 + 300:
+            return ms_error(401, "invalid_client", 700024, now=utc(now, True), nbf=utc(nbf, True), exp=utc(exp, True))
         jti = claims.get("jti")
+        if not jti:
+            return ms_error(400, "invalid_request", 50027)
         with st.lock:
-            if not jti or jti in st.seen_jti:
-                return ms_error(400, "invalid_client", 700025 if jti else 700026, "Client assertion contains a reused or missing jti (replay).")
+            if jti in st.seen_jti:
+                return ms_error(401, "invalid_client", 50012, jti=jti)
             st.seen_jti.add(jti)
         return None
 
@@ -368,50 +448,60 @@ class Handler(BaseHTTPRequestHandler):
         with st.lock:
             answer = st.interactive.token(f, "google")
         if answer:
-            st.log("google client=%s grant=%s -> %d %s" % (f.get("client_id"), f.get("grant_type"), answer[0], answer[1].get("error", "ok")))
-            return self.reply(*answer)
-        def fail(status, body, what, who="-"):
-            st.log("google sa=%s -> %d %s" % (who, status, what))
-            self.reply(status, body, "application/json" if isinstance(body, dict) else "text/html")
+            self.client = f.get("client_id", "-")
+            return self.answer(answer[0], answer[1], "grant=%s %s" % (f.get("grant_type"), answer[1].get("error", "token")))
+
+        def fail(status, body, what):
+            self.answer(status, body, "%s (%s)" % (body.get("error", "html") if isinstance(body, dict) else "html", what))
         if f.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
-            return fail(400, {"error": "unsupported_grant_type", "error_description": "Invalid grant_type: %s" % f.get("grant_type", "")}, "grant_type")
+            st.count(f.get("client_id") or "(none)")
+            return fail(400, {"error": "unsupported_grant_type",
+                              "error_description": "Invalid grant_type: %s" % f.get("grant_type", "")}, "grant_type")
         assertion = f.get("assertion", "")
         try:
             unverified = jwt.decode(assertion, options={"verify_signature": False})
             header = jwt.get_unverified_header(assertion)
         except jwt.PyJWTError:
-            return fail(400, {"error": "invalid_grant", "error_description": "Invalid JWT: Failed audience check."}, "malformed")
-        iss = unverified.get("iss", "")
+            st.count("(none)")
+            return fail(400, {"error": "invalid_grant", "error_description": "Invalid JWT: Failed to parse."}, "malformed")
+        iss = str(unverified.get("iss", ""))
+        self.client = iss or "-"
         st.count(iss or "(none)")
         sa = st.reg["google"]["service_accounts"].get(iss)
         if not sa:
-            return fail(401, {"error": "invalid_client", "error_description": "The OAuth client was not found."}, "unknown iss", iss)
+            return fail(*g_error(400, "invalid_grant", "account"), "unknown iss")
         inj = self.inject(iss, "google")
         if inj:
-            return fail(inj[0], inj[1], "injected", iss)
+            return fail(inj[0], inj[1], "injected")
         if header.get("alg") != "RS256" or header.get("kid") != sa["private_key_id"]:
-            return fail(400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}, "kid/alg", iss)
+            return fail(*g_error(400, "invalid_grant", "signature"), "kid/alg")
         pub = serialization.load_pem_public_key(sa["public_key_pem"].encode())
         try:
-            claims = jwt.decode(assertion, pub, algorithms=["RS256"], audience=st.base_url + "/google/token",
-                                options={"verify_exp": False, "verify_iat": False, "verify_nbf": False})
-        except jwt.InvalidAudienceError:
-            return fail(400, {"error": "invalid_grant", "error_description": "Invalid JWT: Failed audience check. The expected value was %s/google/token" % st.base_url}, "aud", iss)
+            claims = jwt.decode(assertion, pub, algorithms=["RS256"],
+                                options={"verify_aud": False, "verify_exp": False, "verify_iat": False,
+                                         "verify_nbf": False})
         except jwt.PyJWTError:
-            return fail(400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}, "signature", iss)
-        now, iat, exp = st.now(), int(claims.get("iat", 0)), int(claims.get("exp", 0))
-        if exp <= now or iat > now + 300 or exp - iat > 3600:
-            return fail(400, {"error": "invalid_grant", "error_description": "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim."}, "times", iss)
-        scopes = claims.get("scope", "").split()
+            return fail(*g_error(400, "invalid_grant", "signature"), "signature")
+        aud = st.base_url + "/google/token"
+        if claims.get("aud") != aud:
+            return fail(400, {"error": "invalid_grant", "error_description":
+                              "Invalid JWT: Failed audience check. The expected value was %s" % aud}, "aud")
+        try:
+            now, iat, exp = st.now(), int(claims["iat"]), int(claims["exp"])
+        except (KeyError, TypeError, ValueError):
+            return fail(*g_error(400, "invalid_grant", "times"), "iat/exp missing")
+        if exp <= now or iat > now + 300 or exp - iat > 3600 or exp < iat:
+            return fail(*g_error(400, "invalid_grant", "times"), "iat/exp")
+        scopes = str(claims.get("scope", "")).split()
         if GOOGLE_SCOPE not in scopes or not set(scopes) <= set(sa["scopes"]):
-            return fail(401, {"error": "unauthorized_client", "error_description": "Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested."}, "scope", iss)
-        sub = claims.get("sub", "")
+            return fail(*g_error(401, "unauthorized_client", "scope"), "scope not delegated")
+        sub = str(claims.get("sub", ""))
         if not sub or not sub.lower().endswith("@" + sa["domain"]):
-            return fail(400, {"error": "invalid_grant", "error_description": "Invalid email or User ID"}, "sub", iss)
+            return fail(*g_error(400, "invalid_grant", "sub"), "sub")
         tok, life = st.issue({"aud": sa["client_id"], "azp": sa["client_id"], "sub": sub, "email": sub,
                               "scope": " ".join(scopes)})
-        st.log("google sa=%s sub=%s -> 200 token len=%d" % (iss, sub, len(tok)))
-        self.send_token(tok, life, None)
+        st.log("sub=%s" % sub)
+        self.send_token(tok, life, "google")
 
     # ---- a generic OAuth2 provider: client credentials, client_secret_post or Basic
     def generic(self):
@@ -420,34 +510,52 @@ class Handler(BaseHTTPRequestHandler):
         client, secret = f.get("client_id", ""), f.get("client_secret")
         auth = self.headers.get("Authorization", "")
         if auth.startswith("Basic "):
-            client, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
-            client, secret = urllib.parse.unquote(client), urllib.parse.unquote(secret)
+            try:
+                client, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
+            except ValueError:
+                client, secret = "", None
+            client, secret = urllib.parse.unquote_plus(client), urllib.parse.unquote_plus(secret or "")
+        self.client = client or "-"
         st.count(client or "(none)")
-        c = st.reg["generic"]["clients"].get(client)
         inj = self.inject(client, "generic")
         if inj:
-            st.log("generic client=%s -> %d injected" % (client, inj[0]))
-            return self.reply(inj[0], inj[1], "application/json" if isinstance(inj[1], dict) else "text/html")
+            return self.answer(inj[0], inj[1], "injected " + self.code_of(inj[1]))
         if f.get("grant_type") != "client_credentials":
-            return self.reply(400, {"error": "unsupported_grant_type"})
-        if not c or (c.get("secret") and secret != c["secret"]):
-            st.log("generic client=%s -> 401 invalid_client" % client)
-            return self.reply(401, {"error": "invalid_client", "error_description": "Client authentication failed"})
+            return self.answer(400, {"error": "unsupported_grant_type"}, "unsupported_grant_type")
+        c = st.reg["generic"]["clients"].get(client)
+        if not c or secret != c.get("secret"):
+            return self.answer(401, {"error": "invalid_client", "error_description": "Client authentication failed"},
+                               "invalid_client")
         scope = f.get("scope", "")
         if scope not in c["scopes"]:
-            return self.reply(400, {"error": "invalid_scope", "error_description": "scope %s is not allowed" % scope})
+            return self.answer(400, {"error": "invalid_scope", "error_description": "scope %s is not allowed" % scope},
+                               "invalid_scope")
         tok, life = st.issue({"aud": "mail", "client_id": client, "scope": scope})
-        st.log("generic client=%s -> 200 token len=%d" % (client, len(tok)))
-        self.send_token(tok, life, scope)
+        self.send_token(tok, life, "generic", scope)
 
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr, control):
+    def __init__(self, addr, control, ssl_ctx=None):
         super().__init__(addr, Handler)
         self.control = control
+        self.ssl_ctx = ssl_ctx
+
+    def finish_request(self, request, client_address):
+        """TLS handshake in the request's own thread, so a silent client cannot stall accept()."""
+        if not self.ssl_ctx:
+            return super().finish_request(request, client_address)
+        request.settimeout(Handler.timeout)
+        try:
+            tls = self.ssl_ctx.wrap_socket(request, server_side=True)
+        except OSError:
+            return
+        try:
+            super().finish_request(tls, client_address)
+        finally:
+            tls.close()
 
 
 def main():
@@ -464,13 +572,12 @@ def main():
         with open(args.public_key_out, "wb") as f:
             f.write(Handler.state.key.public_key().public_bytes(serialization.Encoding.PEM,
                                                                 serialization.PublicFormat.SubjectPublicKeyInfo))
-    https = Server(("127.0.0.1", args.https_port), control=False)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
-    https.socket = ctx.wrap_socket(https.socket, server_side=True)
+    https = Server(("127.0.0.1", args.https_port), control=False, ssl_ctx=ctx)
     control = Server(("127.0.0.1", args.http_port), control=True)
     threading.Thread(target=control.serve_forever, daemon=True).start()
-    Handler.state.log("idp listening https=%d control=%d" % (args.https_port, args.http_port))
+    Handler.state.write_log("idp listening https=%d control=%d" % (args.https_port, args.http_port))
     https.serve_forever()
 
 

@@ -1,8 +1,20 @@
--- Dovecot Lua passdb for the test world: Dovecot's xoauth2/oauthbearer
+-- Dovecot Lua passdb for the test world. Dovecot's xoauth2/oauthbearer
 -- mechanisms hand the bearer token to the passdb as the password, so this
 -- sees user, token and service together and asks the test identity provider
--- whether this token may open this mailbox (as Exchange checks an app's
--- mailbox permissions). The token is never logged.
+-- (POST /_check on its plain-HTTP control port) whether this token may open
+-- this mailbox -- as Exchange checks an app's mailbox permissions. The token
+-- is never logged.
+--
+-- Results: IdP says ok -> PASSDB_RESULT_OK; IdP says no -> PASSWORD_MISMATCH
+-- (the client then gets the {"status":"401",...} error challenge); IdP
+-- unreachable or not 200 -> INTERNAL_FAILURE (IMAP "NO [UNAVAILABLE]",
+-- POP3 "-ERR [SYS/TEMP]"; Postfix turns it into 535 5.7.8).
+--
+-- Dovecot counts a loopback connection as "secured" even without TLS, so it
+-- would take a token in cleartext on the IMAP/POP3 STARTTLS ports. Real
+-- providers never do: for imap/pop3 this passdb insists on TLS
+-- (req.secured == "TLS"). Postfix only says "secured" (TLS) or "" (none):
+-- for smtp a token is refused without TLS.
 local http = require("socket.http")
 local ltn12 = require("ltn12")
 
@@ -13,7 +25,13 @@ local function urlencode(s)
 end
 
 function auth_password_verify(req, pass)
-  local body = "user=" .. urlencode(req.user) .. "&service=" .. urlencode(req.service or "") ..
+  local service = req.service or ""
+  local secured = req.secured or ""
+  if (service == "smtp" and secured == "") or (service ~= "smtp" and secured ~= "TLS") then
+    req:log_warning("token refused: sent without TLS (secured='" .. secured .. "')")
+    return dovecot.auth.PASSDB_RESULT_PASSWORD_MISMATCH, "a bearer token needs TLS"
+  end
+  local body = "user=" .. urlencode(req.user) .. "&service=" .. urlencode(service) ..
                "&token=" .. urlencode(pass)
   local out = {}
   http.TIMEOUT = 5
@@ -28,6 +46,8 @@ function auth_password_verify(req, pass)
   if answer:find('"ok": *true') then
     return dovecot.auth.PASSDB_RESULT_OK, ""
   end
+  local reason = answer:match('"reason": *"([^"]*)"') or "refused"
+  req:log_info("token refused by the identity provider: " .. reason)
   return dovecot.auth.PASSDB_RESULT_PASSWORD_MISMATCH, "token refused for this mailbox"
 end
 

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """A misbehaving upstream for one test: speaks EHLO, STARTTLS (test CA
 certificate), AUTH XOAUTH2 in the two-step form, MAIL, RCPT and DATA, then
-drops the TCP connection after some message bytes, never answering the final
-dot. The proxy must answer its client 451 4.4.x, never 250.
+drops the TCP connection after 64 KB of the message (or at its end, if it is
+smaller), never answering the final dot. The proxy must answer its client
+451 4.4.x, never 250. Each drop is logged to its log as one line.
 usage: dropper.py PORT CERT KEY"""
 import socket
 import ssl
@@ -39,16 +40,23 @@ def session(conn):
                 send("334 ")
                 f.readline()
                 send("235 2.7.0 Authentication successful")
+            elif cmd.startswith(b"AUTH XOAUTH2 "):        # the one-line form
+                send("235 2.7.0 Authentication successful")
             elif cmd.startswith(b"MAIL") or cmd.startswith(b"RCPT") or cmd == b"RSET" or cmd == b"NOOP":
                 send("250 2.0.0 Ok")
             elif cmd == b"DATA":
                 send("354 go ahead")
-                got = 0
-                while got < 200000:
-                    chunk = f.read1(65536) if hasattr(f, "read1") else f.read(65536)
+                # Drop after 64 KB of the message, or at its end for a smaller one
+                # (never answer the final dot).
+                got, tail = 0, b"\r\n"      # the message starts at a line start
+                while got < 65536:
+                    chunk = f.read1(65536)
                     if not chunk:
                         break
                     got += len(chunk)
+                    if b"\r\n.\r\n" in tail + chunk:
+                        break
+                    tail = (tail + chunk)[-4:]
                 print("dropping the connection after %d bytes of DATA" % got, flush=True)
                 conn.shutdown(socket.SHUT_RDWR)
                 conn.close()
