@@ -6,6 +6,9 @@
 #include <openssl/rand.h>
 
 #include <charconv>
+#include <istream>
+#include <iterator>
+#include <ostream>
 #include <optional>
 #include <stdexcept>
 #include <vector>
@@ -17,6 +20,7 @@ namespace {
 
 constexpr int kLogN = 14, kR = 8, kP = 1;
 constexpr std::size_t kSaltLen = 16, kHashLen = 32;
+constexpr uint64_t kMaxMem = 256ull * 1024 * 1024;   // scrypt memory bound: ln=20,r=1 or ln=17,r=8
 
 struct Parsed {
     std::string scheme;
@@ -65,6 +69,7 @@ std::optional<Parsed> parse(std::string_view h) {
     p.hash = *hash;
     if (p.scheme == "scrypt") {
         if (p.ln < 10 || p.ln > 20 || p.r < 1 || p.r > 32 || p.p < 1 || p.p > 16) return std::nullopt;
+        if (128 * p.r * ((uint64_t(1) << p.ln) + p.p) > kMaxMem) return std::nullopt;   // derive() would refuse it
     } else if (p.scheme == "pbkdf2-sha256") {
         if (p.iter < 1000 || p.iter > 10000000) return std::nullopt;
     } else {
@@ -81,7 +86,7 @@ std::string derive(const Parsed& p, std::string_view password) {
     if (p.scheme == "scrypt") {
         uint64_t n = uint64_t(1) << p.ln;
         ok = EVP_PBE_scrypt(password.data(), password.size(), salt, p.salt.size(), n, p.r, p.p,
-                            1024ull * 1024 * 1024, o, out.size());
+                            kMaxMem + 1024 * 1024, o, out.size());
     } else {
         ok = PKCS5_PBKDF2_HMAC(password.data(), int(password.size()), salt, int(p.salt.size()), int(p.iter),
                                EVP_sha256(), int(out.size()), o);
@@ -119,5 +124,26 @@ bool verify_password(std::string_view password, std::string_view hash) {
 }
 
 bool is_valid_hash(std::string_view hash) { return parse(hash).has_value(); }
+
+std::string password_from_input(std::string_view input) {
+    if (!input.empty() && input.back() == '\n') {
+        input.remove_suffix(1);
+        if (!input.empty() && input.back() == '\r') input.remove_suffix(1);
+    }
+    return std::string(input);
+}
+
+int hash_password_command(std::istream& in, std::ostream& out, std::ostream& err) {
+    std::string input{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    std::string password = password_from_input(input);
+    OPENSSL_cleanse(input.data(), input.size());
+    if (password.empty()) {
+        err << "hash-password: empty password on standard input\n";
+        return 2;
+    }
+    out << hash_password(password) << "\n";
+    OPENSSL_cleanse(password.data(), password.size());
+    return 0;
+}
 
 }  // namespace xo::auth

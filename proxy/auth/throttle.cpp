@@ -4,40 +4,55 @@
 
 namespace xo::auth {
 
-FailureThrottle::FailureThrottle(std::chrono::seconds window, std::size_t max_entries)
-    : window_(window), max_entries_(max_entries) {}
+FailureThrottle::FailureThrottle(clock::duration window, std::size_t max_entries)
+    : window_(window), max_entries_(max_entries ? max_entries : 1) {}
+
+std::chrono::milliseconds FailureThrottle::delay_after(unsigned failures) {
+    if (failures < 2) return std::chrono::milliseconds(0);
+    unsigned shift = std::min(failures - 2, 4u);
+    return std::min(std::chrono::milliseconds(1000u << shift), std::chrono::milliseconds(15000));
+}
 
 std::chrono::milliseconds FailureThrottle::delay_for(const std::string& ip) {
     std::lock_guard lock(mu_);
-    auto it = entries_.find(ip);
-    if (it == entries_.end()) return std::chrono::milliseconds(0);
-    if (std::chrono::steady_clock::now() - it->second.last > window_) {
-        entries_.erase(it);
+    auto it = index_.find(ip);
+    if (it == index_.end()) return std::chrono::milliseconds(0);
+    if (clock::now() - it->second->last > window_) {
+        lru_.erase(it->second);
+        index_.erase(it);
         return std::chrono::milliseconds(0);
     }
-    unsigned f = it->second.failures;
-    if (f < 2) return std::chrono::milliseconds(0);
-    unsigned shift = std::min(f - 2, 4u);
-    return std::min(std::chrono::milliseconds(1000u << shift), std::chrono::milliseconds(15000));
+    return delay_after(it->second->failures);
 }
 
 void FailureThrottle::record_failure(const std::string& ip) {
     std::lock_guard lock(mu_);
-    auto now = std::chrono::steady_clock::now();
-    if (entries_.size() >= max_entries_) {
-        for (auto it = entries_.begin(); it != entries_.end();)
-            it = now - it->second.last > window_ ? entries_.erase(it) : std::next(it);
-        if (entries_.size() >= max_entries_) entries_.clear();
+    auto now = clock::now();
+    unsigned failures = 0;
+    if (auto it = index_.find(ip); it != index_.end()) {
+        if (now - it->second->last <= window_) failures = it->second->failures;
+        lru_.erase(it->second);
+        index_.erase(it);
     }
-    auto& e = entries_[ip];
-    if (e.failures && now - e.last > window_) e.failures = 0;
-    ++e.failures;
-    e.last = now;
+    while (index_.size() >= max_entries_) {
+        index_.erase(lru_.back().ip);
+        lru_.pop_back();
+    }
+    lru_.push_front(Entry{ip, failures + 1, now});
+    index_[ip] = lru_.begin();
 }
 
 void FailureThrottle::record_success(const std::string& ip) {
     std::lock_guard lock(mu_);
-    entries_.erase(ip);
+    if (auto it = index_.find(ip); it != index_.end()) {
+        lru_.erase(it->second);
+        index_.erase(it);
+    }
+}
+
+std::size_t FailureThrottle::size() const {
+    std::lock_guard lock(mu_);
+    return index_.size();
 }
 
 }  // namespace xo::auth

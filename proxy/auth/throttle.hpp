@@ -1,8 +1,11 @@
 // Slows down repeated authentication failures per client address: no delay
-// for the first two failures within the window, then 1 s doubling up to 15 s.
-// Entries decay after `window` without failures; memory is bounded. Thread-safe.
+// for the first two failures within the window, then 1 s doubling up to 15 s
+// (kDelays). An address's count decays after `window` without failures; a
+// success clears it. At most `max_entries` addresses are tracked (the least
+// recently failing are forgotten first). Thread-safe; never throws.
 #pragma once
 #include <chrono>
+#include <list>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -11,20 +14,27 @@ namespace xo::auth {
 
 class FailureThrottle {
 public:
-    explicit FailureThrottle(std::chrono::seconds window = std::chrono::minutes(10), std::size_t max_entries = 100000);
+    using clock = std::chrono::steady_clock;
+    explicit FailureThrottle(clock::duration window = std::chrono::minutes(10), std::size_t max_entries = 100000);
+    // How long to wait before answering this address's next attempt.
     std::chrono::milliseconds delay_for(const std::string& ip);
     void record_failure(const std::string& ip);
     void record_success(const std::string& ip);
+    std::size_t size() const;
+
+    static std::chrono::milliseconds delay_after(unsigned failures);   // the schedule
 
 private:
     struct Entry {
+        std::string ip;
         unsigned failures = 0;
-        std::chrono::steady_clock::time_point last;
+        clock::time_point last;
     };
-    std::chrono::seconds window_;
+    clock::duration window_;
     std::size_t max_entries_;
-    std::mutex mu_;
-    std::unordered_map<std::string, Entry> entries_;
+    mutable std::mutex mu_;
+    std::list<Entry> lru_;   // most recent failure first
+    std::unordered_map<std::string, std::list<Entry>::iterator> index_;
 };
 
 }  // namespace xo::auth

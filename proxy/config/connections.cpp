@@ -4,10 +4,12 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "config/config.hpp"
+#include "config/schema.hpp"
 #include "config/yaml_reader.hpp"
 
 namespace xo::config {
@@ -16,39 +18,58 @@ using detail::Loader;
 
 namespace {
 
+namespace S = schema;
+const auto& K = S::kConnection;
+
 const char* kMsScope = "https://outlook.office365.com/.default";
 const char* kMsDelegatedScope =
     "offline_access https://outlook.office.com/SMTP.Send https://outlook.office.com/IMAP.AccessAsUser.All "
     "https://outlook.office.com/POP.AccessAsUser.All";
 const char* kGoogleScope = "https://mail.google.com/";
+const char* kGoogleTokenUrl = "https://oauth2.googleapis.com/token";
+const char* kGoogleAuthorizeUrl = "https://accounts.google.com/o/oauth2/v2/auth";
 
-// Keys that only some flows use: key -> flows that use it.
+const std::set<Flow> kClientFlows = {Flow::client_secret, Flow::certificate, Flow::authorization_code, Flow::device_code};
+
+// Keys that only some flows use: key -> flows that use it. Using one with another flow is an error,
+// so that a half-edited connection does not silently use the wrong credentials.
 const std::vector<std::pair<const char*, std::set<Flow>>> kFlowKeys = {
     {"client_secret", {Flow::client_secret, Flow::authorization_code, Flow::device_code}},
     {"certificate", {Flow::certificate}},
     {"private_key", {Flow::certificate}},
     {"assertion", {Flow::certificate}},
     {"key_file", {Flow::service_account}},
-    {"tenant", {Flow::client_secret, Flow::certificate, Flow::authorization_code, Flow::device_code}},
-    {"client_id", {Flow::client_secret, Flow::certificate, Flow::authorization_code, Flow::device_code}},
+    {"client_id", kClientFlows},
     {"authorize_url", {Flow::authorization_code}},
     {"device_code_url", {Flow::device_code}},
 };
 
-bool pem_parses(const std::string& pem, bool key) {
-    BIO* bio = BIO_new_mem_buf(pem.data(), int(pem.size()));
-    bool ok;
-    if (key) {
-        EVP_PKEY* k = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
-        ok = k != nullptr;
-        EVP_PKEY_free(k);
-    } else {
-        X509* x = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
-        ok = x != nullptr;
-        X509_free(x);
+// Flows each provider offers.
+bool offers(Provider p, Flow f) {
+    switch (p) {
+        case Provider::microsoft: return f != Flow::service_account;
+        case Provider::google: return f == Flow::service_account || f == Flow::authorization_code;
+        case Provider::generic: return f == Flow::client_secret;
     }
-    BIO_free(bio);
-    return ok;
+    return false;
+}
+
+struct BioFree { void operator()(BIO* b) const { BIO_free(b); } };
+
+// True when OpenSSL parses a PEM certificate (private key); *out receives it when given.
+bool pem_certificate(const std::string& pem, X509** out = nullptr) {
+    std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), int(pem.size())));
+    X509* x = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr);
+    if (out) *out = x;
+    else X509_free(x);
+    return x != nullptr;
+}
+bool pem_private_key(const std::string& pem, EVP_PKEY** out = nullptr) {
+    std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), int(pem.size())));
+    EVP_PKEY* k = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
+    if (out) *out = k;
+    else EVP_PKEY_free(k);
+    return k != nullptr;
 }
 
 std::optional<Upstream> upstream(Loader& L, const YAML::Node& c, const char* key, const std::string& path) {
@@ -71,21 +92,21 @@ std::optional<Upstream> upstream(Loader& L, const YAML::Node& c, const char* key
         }
         return u;
     }
-    if (!L.keys(n, k, detail::kUpstreamKeys)) return std::nullopt;
-    auto host = L.str(n, "host", k, true);
-    auto port = L.integer(n, "port", k, 1, 65535);
-    if (!n["port"]) L.error(n, k + ".port", "missing (required)");
-    auto tls = L.choice<UpstreamTls>(n, "tls", k, {{"starttls", UpstreamTls::starttls}, {"implicit", UpstreamTls::implicit}});
-    if (!n["tls"]) L.error(n, k + ".tls", "missing (required): starttls | implicit (plain text is never used)");
+    const auto& U = S::kUpstream;
+    if (!L.keys(n, k, U)) return std::nullopt;
+    auto host = L.str(n, U["host"], k);
+    auto port = L.integer(n, U["port"], k);
+    auto tls = L.choice(n, U["tls"], k);
     if (!host || !port || !tls) return std::nullopt;
-    u.host = *host;
-    u.port = uint16_t(*port);
-    u.tls = *tls;
-    return u;
+    if (host->empty()) {
+        L.error(n["host"], k + ".host", "is empty");
+        return std::nullopt;
+    }
+    return Upstream{*host, uint16_t(*port), static_cast<UpstreamTls>(*tls)};
 }
 
 void service_account_key(Loader& L, const YAML::Node& c, const std::string& path, Connection& conn) {
-    auto raw = L.str(c, "key_file", path, true);
+    auto raw = L.str(c, K["key_file"], path, true);
     if (!raw) return;
     conn.key_file = L.resolve(*raw);
     std::string k = path + ".key_file";
@@ -101,87 +122,44 @@ void service_account_key(Loader& L, const YAML::Node& c, const std::string& path
     for (const char* f : {"client_email", "private_key", "private_key_id"})
         if (!j.contains(f) || !j[f].is_string() || j[f].get<std::string>().empty())
             L.error(c["key_file"], k, conn.key_file + ": \"" + f + "\" is missing");
+    auto text = [&](const char* f, const char* def) { return j.contains(f) && j[f].is_string() ? j[f].get<std::string>() : def; };
     auto& sa = conn.service_account;
-    sa.client_email = j.value("client_email", "");
-    sa.private_key_pem = j.value("private_key", "");
-    sa.private_key_id = j.value("private_key_id", "");
-    sa.token_uri = j.value("token_uri", "https://oauth2.googleapis.com/token");
-    if (!sa.private_key_pem.empty() && !pem_parses(sa.private_key_pem, true))
+    sa.client_email = text("client_email", "");
+    sa.private_key_pem = text("private_key", "");
+    sa.private_key_id = text("private_key_id", "");
+    sa.token_uri = text("token_uri", kGoogleTokenUrl);
+    if (!sa.private_key_pem.empty() && !pem_private_key(sa.private_key_pem))
         L.error(c["key_file"], k, conn.key_file + ": \"private_key\" is not a PEM private key");
 }
 
-void connection(Loader& L, const std::string& name, const YAML::Node& c, Config& cfg) {
-    std::string path = "connections." + name;
-    if (!L.keys(c, path, detail::kConnectionKeys)) return;
-    Connection conn;
-    conn.name = name;
-    conn.line = Loader::line(c);
-    auto provider = L.choice<Provider>(c, "provider", path, {{"microsoft", Provider::microsoft}, {"google", Provider::google}, {"generic", Provider::generic}});
-    if (!c["provider"]) L.error(c, path + ".provider", "missing (required): microsoft | google | generic");
-    if (!provider) return;
-    conn.provider = *provider;
-    conn.flow = conn.provider == Provider::google ? Flow::service_account : Flow::client_secret;
-    if (c["flow"]) {
-        auto flow = L.choice<Flow>(c, "flow", path, {{"client_secret", Flow::client_secret}, {"certificate", Flow::certificate},
-                                                     {"service_account", Flow::service_account},
-                                                     {"authorization_code", Flow::authorization_code},
-                                                     {"device_code", Flow::device_code}});
-        if (!flow) return;
-        conn.flow = *flow;
+void certificate_files(Loader& L, const YAML::Node& c, const std::string& path, Connection& conn) {
+    if (!c["certificate"] || !c["private_key"]) {
+        L.error(c, path, "missing: flow certificate needs 'certificate' and 'private_key' (PEM files)");
     }
-    const std::string flow_name = to_string(conn.flow);
-    // Flows each provider offers.
-    bool allowed = conn.provider == Provider::microsoft ? conn.flow != Flow::service_account
-                 : conn.provider == Provider::google ? (conn.flow == Flow::service_account || conn.flow == Flow::authorization_code)
-                 : conn.flow == Flow::client_secret;
-    if (!allowed) {
-        L.error(c["flow"], path + ".flow", std::string("flow ") + flow_name + " is not available for provider " + to_string(conn.provider));
-        return;
+    X509* cert = nullptr;
+    EVP_PKEY* key = nullptr;
+    if (auto v = L.str(c, K["certificate"], path)) {
+        conn.certificate_file = L.resolve(*v);
+        if (auto pem = L.readable_file(c["certificate"], path + ".certificate", *v, false); pem && !pem_certificate(*pem, &cert))
+            L.error(c["certificate"], path + ".certificate", conn.certificate_file + " is not a PEM certificate");
     }
-    for (const auto& [key, flows] : kFlowKeys) {
-        bool generic_ok = conn.provider == Provider::generic && (std::string(key) == "client_id" || std::string(key) == "client_secret");
-        bool google_ok = conn.provider == Provider::google && conn.flow == Flow::authorization_code &&
-                         (std::string(key) == "client_id" || std::string(key) == "client_secret");
-        if (c[key] && !flows.count(conn.flow) && !generic_ok && !google_ok)
-            L.error(c[key], path + "." + key, std::string("is not used by flow ") + flow_name + " (remove it)");
-        else if (c[key] && conn.provider != Provider::microsoft && std::string(key) == "tenant")
-            L.error(c[key], path + ".tenant", std::string("is used by provider microsoft only"));
+    if (auto v = L.str(c, K["private_key"], path)) {
+        conn.private_key_file = L.resolve(*v);
+        if (auto pem = L.readable_file(c["private_key"], path + ".private_key", *v, true); pem && !pem_private_key(*pem, &key))
+            L.error(c["private_key"], path + ".private_key", conn.private_key_file + " is not a PEM private key");
     }
-    if (auto v = L.str(c, "client_id", path, conn.flow != Flow::service_account)) conn.client_id = *v;
-    if (conn.provider == Provider::microsoft) {
-        if (auto v = L.str(c, "tenant", path, true)) {
-            conn.tenant = *v;
-            bool app_only = conn.flow == Flow::client_secret || conn.flow == Flow::certificate;
-            if (app_only && (*v == "common" || *v == "consumers" || *v == "organizations"))
-                L.error(c["tenant"], path + ".tenant", "flow " + flow_name + " needs the tenant id or domain, not '" + *v +
-                                                           "' (Azure answers AADSTS9001023)");
-        }
-    }
-    if (conn.flow == Flow::client_secret && c["client_secret"]) conn.client_secret = L.secret(c, "client_secret", path);
-    else if (conn.flow == Flow::client_secret && conn.provider != Provider::generic)
-        L.error(c, path + ".client_secret", "missing: flow client_secret needs 'client_secret' ({file: PATH} or {env: NAME})");
-    else if (c["client_secret"]) conn.client_secret = L.secret(c, "client_secret", path);
-    if (conn.flow == Flow::certificate) {
-        if (!c["certificate"] || !c["private_key"])
-            L.error(c, path, "missing: flow certificate needs 'certificate' and 'private_key' (PEM files)");
-        if (auto v = L.str(c, "certificate", path, false)) {
-            conn.certificate_file = L.resolve(*v);
-            if (auto pem = L.readable_file(c["certificate"], path + ".certificate", *v, false); pem && !pem_parses(*pem, false))
-                L.error(c["certificate"], path + ".certificate", conn.certificate_file + " is not a PEM certificate");
-        }
-        if (auto v = L.str(c, "private_key", path, false)) {
-            conn.private_key_file = L.resolve(*v);
-            if (auto pem = L.readable_file(c["private_key"], path + ".private_key", *v, true); pem && !pem_parses(*pem, true))
-                L.error(c["private_key"], path + ".private_key", conn.private_key_file + " is not a PEM private key");
-        }
-        if (auto v = L.choice<Assertion>(c, "assertion", path, {{"rs256_x5t", Assertion::rs256_x5t}, {"ps256_x5t_s256", Assertion::ps256_x5t_s256}}))
-            conn.assertion = *v;
-    }
-    if (conn.flow == Flow::service_account) service_account_key(L, c, path, conn);
+    if (cert && key && X509_check_private_key(cert, key) != 1)
+        L.error(c["private_key"], path + ".private_key",
+                conn.private_key_file + " is not the private key of " + conn.certificate_file);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    if (auto i = L.choice(c, K["assertion"], path)) conn.assertion = static_cast<Assertion>(*i);
+}
 
-    // Derived endpoints and scopes, each overridable.
+// Endpoints, scopes and mail servers: derived from the provider, each overridable.
+void endpoints(Loader& L, const YAML::Node& c, const std::string& path, Connection& conn) {
     if (conn.provider == Provider::microsoft) {
-        conn.authority = L.str(c, "authority", path, false).value_or("https://login.microsoftonline.com");
+        conn.authority = L.str(c, K["authority"], path).value_or("");
         while (!conn.authority.empty() && conn.authority.back() == '/') conn.authority.pop_back();
         std::string base = conn.authority + "/" + conn.tenant + "/oauth2/v2.0/";
         conn.token_url = base + "token";
@@ -193,34 +171,90 @@ void connection(Loader& L, const std::string& name, const YAML::Node& c, Config&
         conn.imap = {"outlook.office365.com", 993, UpstreamTls::implicit};
         conn.pop3 = {"outlook.office365.com", 995, UpstreamTls::implicit};
     } else if (conn.provider == Provider::google) {
-        if (c["authority"]) L.error(c["authority"], path + ".authority", "is used by provider microsoft only");
-        conn.token_url = conn.service_account.token_uri.empty() ? "https://oauth2.googleapis.com/token" : conn.service_account.token_uri;
-        conn.authorize_url = "https://accounts.google.com/o/oauth2/v2/auth";
+        conn.token_url = conn.service_account.token_uri.empty() ? kGoogleTokenUrl : conn.service_account.token_uri;
+        conn.authorize_url = kGoogleAuthorizeUrl;
         conn.scope = kGoogleScope;
         conn.smtp = {"smtp.gmail.com", 587, UpstreamTls::starttls};
         conn.imap = {"imap.gmail.com", 993, UpstreamTls::implicit};
         conn.pop3 = {"pop.gmail.com", 995, UpstreamTls::implicit};
-    } else if (c["authority"]) {
-        L.error(c["authority"], path + ".authority", "is used by provider microsoft only");
     }
+    for (const char* k : {"authority", "tenant"})
+        if (c[k] && conn.provider != Provider::microsoft)
+            L.error(c[k], path + "." + k, "is used by provider microsoft only");
     bool generic = conn.provider == Provider::generic;
-    if (auto v = L.str(c, "token_url", path, generic)) conn.token_url = *v;
-    if (auto v = L.str(c, "scope", path, generic)) conn.scope = *v;
-    if (auto v = L.str(c, "authorize_url", path, false)) conn.authorize_url = *v;
-    if (auto v = L.str(c, "device_code_url", path, false)) conn.device_code_url = *v;
+    if (auto v = L.str(c, K["token_url"], path, generic)) conn.token_url = *v;
+    if (auto v = L.str(c, K["scope"], path, generic)) conn.scope = *v;
+    if (auto v = L.str(c, K["authorize_url"], path)) conn.authorize_url = *v;
+    if (auto v = L.str(c, K["device_code_url"], path)) conn.device_code_url = *v;
     if (!conn.token_url.empty() && conn.token_url.rfind("https://", 0) != 0)
-        L.error(c["token_url"] ? c["token_url"] : c, path + ".token_url", "'" + conn.token_url + "' must be an https:// URL");
+        L.error(c["token_url"] ? c["token_url"] : c["authority"] ? c["authority"] : c, path + ".token_url",
+                "'" + conn.token_url + "' must be an https:// URL");
+    if (generic && c["scope"] && conn.scope.empty()) L.error(c["scope"], path + ".scope", "is empty");
     if (auto u = upstream(L, c, "smtp", path)) conn.smtp = *u;
     if (auto u = upstream(L, c, "imap", path)) conn.imap = *u;
     if (auto u = upstream(L, c, "pop3", path)) conn.pop3 = *u;
-    if (auto v = L.str(c, "ca_file", path, false)) {
+}
+
+void connection(Loader& L, const std::string& name, const YAML::Node& key_node, const YAML::Node& c, Config& cfg) {
+    std::string path = "connections." + name;
+    if (!c.IsMap()) {
+        L.error(key_node, path, "must be a mapping of settings (provider:, flow:, ...)");
+        return;
+    }
+    L.anchor(c, key_node);
+    if (!L.keys(c, path, K)) return;
+    Connection conn;
+    conn.name = name;
+    conn.line = L.line(c);
+    auto provider = L.choice(c, K["provider"], path);
+    if (!provider) return;
+    conn.provider = static_cast<Provider>(*provider);
+    conn.flow = conn.provider == Provider::google ? Flow::service_account : Flow::client_secret;
+    if (c["flow"]) {
+        auto flow = L.choice(c, K["flow"], path);
+        if (!flow) return;
+        conn.flow = static_cast<Flow>(*flow);
+    }
+    const std::string flow_name = to_string(conn.flow);
+    if (!offers(conn.provider, conn.flow)) {
+        L.error(c["flow"], path + ".flow", "flow " + flow_name + " is not available for provider " +
+                                               to_string(conn.provider));
+        return;
+    }
+    for (const auto& [key, flows] : kFlowKeys) {
+        bool generic_ok = conn.provider == Provider::generic && std::string(key) == "client_secret";
+        if (c[key] && !flows.count(conn.flow) && !generic_ok)
+            L.error(c[key], path + "." + key, "is not used by flow " + flow_name + " (remove it)");
+    }
+    if (auto v = L.str(c, K["client_id"], path, kClientFlows.count(conn.flow) > 0)) {
+        conn.client_id = *v;
+        if (v->empty()) L.error(c["client_id"], path + ".client_id", "is empty");
+    }
+    if (conn.provider == Provider::microsoft) {
+        if (auto v = L.str(c, K["tenant"], path, true)) {
+            conn.tenant = *v;
+            bool app_only = conn.flow == Flow::client_secret || conn.flow == Flow::certificate;
+            if (v->empty()) L.error(c["tenant"], path + ".tenant", "is empty");
+            else if (app_only && (*v == "common" || *v == "consumers" || *v == "organizations"))
+                L.error(c["tenant"], path + ".tenant",
+                        "flow " + flow_name + " needs the tenant id or domain, not '" + *v +
+                            "' (Azure answers AADSTS9001023: app-only tokens come from one tenant)");
+        }
+    }
+    if (conn.flow == Flow::client_secret && !c["client_secret"] && conn.provider != Provider::generic)
+        L.error(c, path + ".client_secret",
+                "missing: flow client_secret needs 'client_secret' ({file: PATH} or {env: NAME})");
+    conn.client_secret = L.secret(c, K["client_secret"], path);
+    if (conn.flow == Flow::certificate) certificate_files(L, c, path, conn);
+    if (conn.flow == Flow::service_account) service_account_key(L, c, path, conn);
+    endpoints(L, c, path, conn);
+    if (auto v = L.str(c, K["ca_file"], path)) {
         conn.ca_file = L.resolve(*v);
-        if (auto pem = L.readable_file(c["ca_file"], path + ".ca_file", *v, false); pem && !pem_parses(*pem, false))
+        if (auto pem = L.readable_file(c["ca_file"], path + ".ca_file", *v, false); pem && !pem_certificate(*pem))
             L.error(c["ca_file"], path + ".ca_file", conn.ca_file + " holds no PEM certificate");
     }
-    if (auto v = L.choice<SaslMechanism>(c, "sasl", path, {{"xoauth2", SaslMechanism::xoauth2}, {"oauthbearer", SaslMechanism::oauthbearer}}))
-        conn.sasl = *v;
-    if (auto v = L.duration_ms(c, "refresh_window", path, 0, 3000 * 1000)) conn.refresh_window = std::chrono::seconds(*v / 1000);
+    if (auto i = L.choice(c, K["sasl"], path)) conn.sasl = static_cast<SaslMechanism>(*i);
+    if (auto v = L.duration_ms(c, K["refresh_window"], path)) conn.refresh_window = std::chrono::seconds(*v / 1000);
     cfg.connections[name] = std::move(conn);
 }
 
@@ -232,8 +266,20 @@ void load_connections(Loader& L, const YAML::Node& root, Config& cfg) {
         L.error(map ? map : root, "connections", "at least one connection is needed (a mapping NAME: {...})");
         return;
     }
-    for (auto it = map.begin(); it != map.end(); ++it) L.declared_connections.insert(it->first.as<std::string>(""));
-    for (auto it = map.begin(); it != map.end(); ++it) connection(L, it->first.as<std::string>(""), it->second, cfg);
+    for (auto it = map.begin(); it != map.end(); ++it)
+        if (it->first.IsScalar()) L.declared_connections.insert(it->first.Scalar());
+    std::set<std::string> seen;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+        if (!it->first.IsScalar() || it->first.Scalar().empty()) {
+            L.error(it->first, "connections", "a connection name must be a non-empty string");
+            continue;
+        }
+        if (!seen.insert(it->first.Scalar()).second) {
+            L.error(it->first, "connections." + it->first.Scalar(), "duplicate connection name");
+            continue;
+        }
+        connection(L, it->first.Scalar(), it->first, it->second, cfg);
+    }
 }
 
 }  // namespace xo::config

@@ -1,15 +1,16 @@
-// load_config(): reads the YAML file section by section, collecting every
-// problem; derived values (token URLs, scopes, upstream defaults) are filled in
-// per provider and flow. See docs/configuration.md for each key.
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-
+// load_config(): reads the YAML file section by section through the schema
+// (schema.hpp), collecting every problem; connections are in connections.cpp.
+// Diagnostics come out sorted by line. See docs/configuration.md for each key.
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <set>
-#include <sstream>
 
 #include "auth/password.hpp"
 #include "config/config.hpp"
+#include "config/schema.hpp"
 #include "config/yaml_reader.hpp"
 
 namespace xo::config {
@@ -19,6 +20,32 @@ void load_connections(Loader& L, const YAML::Node& root, Config& cfg);
 
 namespace {
 
+namespace S = schema;
+
+// Choices are declared in the schema in the enums' order.
+template <typename E>
+void set_choice(Loader& L, const YAML::Node& n, const S::Key& k, const std::string& path, E& out) {
+    if (auto i = L.choice(n, k, path)) out = static_cast<E>(*i);
+}
+
+void trusted_networks(Loader& L, const YAML::Node& n, const std::string& path, Listener& l) {
+    YAML::Node t = n["trusted_networks"];
+    if (!t) return;
+    std::string key = path + ".trusted_networks";
+    if (!t.IsSequence()) {
+        L.error(t, key, "must be a list of networks (\"127.0.0.1/32\", \"::1/128\")");
+        return;
+    }
+    if (l.protocol != Protocol::smtp) L.error(t, key, "is for smtp listeners only (trusted senders need no AUTH)");
+    for (std::size_t j = 0; j < t.size(); ++j) {
+        auto net = t[j].IsScalar() ? parse_network(t[j].Scalar()) : std::nullopt;
+        if (net) l.trusted_networks.push_back(*net);
+        else L.error(t[j], key + "[" + std::to_string(j) + "]",
+                     "'" + (t[j].IsScalar() ? t[j].Scalar() : std::string("?")) +
+                         "' is not a network (\"10.0.0.0/8\", \"::1/128\", \"192.0.2.7\")");
+    }
+}
+
 void load_listeners(Loader& L, const YAML::Node& root, Config& cfg) {
     YAML::Node list = root["listeners"];
     if (!list || !list.IsSequence() || list.size() == 0) {
@@ -26,160 +53,166 @@ void load_listeners(Loader& L, const YAML::Node& root, Config& cfg) {
         return;
     }
     std::set<std::string> names, binds;
+    const auto& K = S::kListener;
     for (std::size_t i = 0; i < list.size(); ++i) {
         YAML::Node n = list[i];
         std::string path = "listeners[" + std::to_string(i) + "]";
-        if (!L.keys(n, path, detail::kListenerKeys)) continue;
+        if (!L.keys(n, path, K)) continue;
         Listener l;
-        l.line = Loader::line(n);
-        if (auto v = L.str(n, "name", path, true)) {
+        l.line = L.line(n);
+        if (auto v = L.str(n, K["name"], path)) {
             l.name = *v;
-            if (!names.insert(*v).second) L.error(n["name"], path + ".name", "duplicate listener name '" + *v + "'");
+            if (v->empty()) L.error(n["name"], path + ".name", "is empty");
+            else if (!names.insert(*v).second) L.error(n["name"], path + ".name", "duplicate listener name '" + *v + "'");
         }
-        if (auto v = L.choice<Protocol>(n, "protocol", path, {{"smtp", Protocol::smtp}, {"imap", Protocol::imap}, {"pop3", Protocol::pop3}}))
-            l.protocol = *v;
-        if (auto v = L.str(n, "bind", path, true)) {
+        set_choice(L, n, K["protocol"], path, l.protocol);
+        if (auto v = L.str(n, K["bind"], path)) {
             if (auto hp = L.host_port(n["bind"], path + ".bind", *v)) {
                 l.host = hp->first;
                 l.port = hp->second;
                 if (!binds.insert(*v).second) L.error(n["bind"], path + ".bind", "another listener already binds " + *v);
             }
         }
-        if (auto v = L.choice<ListenerTls>(n, "tls", path, {{"none", ListenerTls::none}, {"starttls", ListenerTls::starttls}, {"implicit", ListenerTls::implicit}}))
-            l.tls = *v;
-        if (auto v = L.str(n, "cert_file", path, l.tls != ListenerTls::none)) {
-            l.cert_file = L.resolve(*v);
-            L.readable_file(n["cert_file"], path + ".cert_file", *v, false);
+        set_choice(L, n, K["tls"], path, l.tls);
+        bool tls = l.tls != ListenerTls::none;
+        for (auto [key, secret, out] : {std::tuple{"cert_file", false, &l.cert_file}, std::tuple{"key_file", true, &l.key_file}}) {
+            auto v = L.str(n, K[key], path, tls);
+            if (!v) continue;
+            if (!tls) {
+                L.error(n[key], path + "." + key, "is used only with tls: starttls or implicit");
+                continue;
+            }
+            *out = L.resolve(*v);
+            L.readable_file(n[key], path + "." + key, *v, secret);
         }
-        if (auto v = L.str(n, "key_file", path, l.tls != ListenerTls::none)) {
-            l.key_file = L.resolve(*v);
-            L.readable_file(n["key_file"], path + ".key_file", *v, true);
-        }
-        if (auto v = L.boolean(n, "allow_plaintext_auth", path)) l.allow_plaintext_auth = *v;
-        if (YAML::Node t = n["trusted_networks"]) {
-            if (!t.IsSequence()) L.error(t, path + ".trusted_networks", "must be a list of networks (\"127.0.0.1/32\")");
-            else
-                for (std::size_t j = 0; j < t.size(); ++j) {
-                    auto net = t[j].IsScalar() ? parse_network(t[j].Scalar()) : std::nullopt;
-                    if (!net) L.error(t[j], path + ".trusted_networks[" + std::to_string(j) + "]",
-                                      "'" + t[j].as<std::string>("") + "' is not a network (\"10.0.0.0/8\", \"::1/128\")");
-                    else l.trusted_networks.push_back(*net);
-                }
-        }
-        if (auto v = L.size(n, "max_message_size", path, 1024, 1LL << 31)) l.max_message_size = std::size_t(*v);
-        if (auto v = L.integer(n, "max_sessions", path, 1, 100000)) l.max_sessions = std::size_t(*v);
-        if (auto v = L.duration_ms(n, "idle_timeout", path, 1000, 3600 * 1000)) l.idle_timeout = std::chrono::seconds(*v / 1000);
+        if (auto v = L.boolean(n, K["allow_plaintext_auth"], path)) l.allow_plaintext_auth = *v;
+        trusted_networks(L, n, path, l);
+        if (auto v = L.size(n, K["max_message_size"], path)) l.max_message_size = std::size_t(*v);
+        if (auto v = L.integer(n, K["max_sessions"], path)) l.max_sessions = std::size_t(*v);
+        if (auto v = L.duration_ms(n, K["idle_timeout"], path)) l.idle_timeout = std::chrono::seconds(*v / 1000);
         cfg.listeners.push_back(std::move(l));
     }
 }
 
-void load_users(Loader& L, const YAML::Node& root, Config& cfg) {
-    YAML::Node list = root["users"];
-    if (!list) return;
+// A `connection:` reference from users[] or senders[].
+void connection_ref(Loader& L, const YAML::Node& n, const S::Key& k, const std::string& path, std::string& out) {
+    if (auto v = L.str(n, k, path)) {
+        out = *v;
+        if (!L.declared_connections.count(*v))
+            L.error(n[k.name], path + "." + k.name, "no connection named '" + *v + "'");
+    }
+}
+
+void mailbox(Loader& L, const YAML::Node& n, const S::Key& k, const std::string& path, std::string& out) {
+    if (auto v = L.str(n, k, path)) {
+        out = *v;
+        if (!is_address(*v)) L.error(n[k.name], path + "." + k.name, "'" + *v + "' is not an e-mail address");
+    }
+}
+
+// A list section: nullopt-safe iteration with "NAME[i]" paths.
+template <typename F>
+void each(Loader& L, const YAML::Node& root, const char* name, const S::Section& section, F f) {
+    YAML::Node list = root[name];
+    if (!list || list.IsNull()) return;
     if (!list.IsSequence()) {
-        L.error(list, "users", "must be a list");
+        L.error(list, name, "must be a list");
         return;
     }
-    std::set<std::string> logins;
     for (std::size_t i = 0; i < list.size(); ++i) {
-        YAML::Node n = list[i];
-        std::string path = "users[" + std::to_string(i) + "]";
-        if (!L.keys(n, path, detail::kUserKeys)) continue;
+        std::string path = std::string(name) + "[" + std::to_string(i) + "]";
+        if (L.keys(list[i], path, section)) f(list[i], path);
+    }
+}
+
+void load_users(Loader& L, const YAML::Node& root, Config& cfg) {
+    std::set<std::string> logins;
+    const auto& K = S::kUser;
+    each(L, root, "users", K, [&](const YAML::Node& n, const std::string& path) {
         User u;
-        u.line = Loader::line(n);
-        if (auto v = L.str(n, "login", path, true)) {
+        u.line = L.line(n);
+        if (auto v = L.str(n, K["login"], path)) {
             u.login = *v;
             if (v->empty()) L.error(n["login"], path + ".login", "is empty");
             else if (!logins.insert(*v).second) L.error(n["login"], path + ".login", "duplicate login '" + *v + "'");
         }
-        if (auto v = L.str(n, "password_hash", path, true)) {
+        if (auto v = L.str(n, K["password_hash"], path)) {
             u.password_hash = *v;
             if (!auth::is_valid_hash(*v))
                 L.error(n["password_hash"], path + ".password_hash",
                         "not a password hash from 'xoauth2-proxy hash-password' ($scrypt$... or $pbkdf2-sha256$...)");
         }
-        if (auto v = L.str(n, "connection", path, true)) {
-            u.connection = *v;
-            if (!L.declared_connections.count(*v)) L.error(n["connection"], path + ".connection", "no connection named '" + *v + "'");
-        }
-        if (auto v = L.str(n, "mailbox", path, true)) {
-            u.mailbox = *v;
-            if (!is_address(*v)) L.error(n["mailbox"], path + ".mailbox", "'" + *v + "' is not an e-mail address");
-        }
+        connection_ref(L, n, K["connection"], path, u.connection);
+        mailbox(L, n, K["mailbox"], path, u.mailbox);
         cfg.users.push_back(std::move(u));
-    }
+    });
 }
 
 void load_senders(Loader& L, const YAML::Node& root, Config& cfg) {
-    YAML::Node list = root["senders"];
-    if (!list) return;
-    if (!list.IsSequence()) {
-        L.error(list, "senders", "must be a list");
-        return;
-    }
     std::set<std::string> seen;
-    for (std::size_t i = 0; i < list.size(); ++i) {
-        YAML::Node n = list[i];
-        std::string path = "senders[" + std::to_string(i) + "]";
-        if (!L.keys(n, path, detail::kSenderKeys)) continue;
+    const auto& K = S::kSender;
+    each(L, root, "senders", K, [&](const YAML::Node& n, const std::string& path) {
         Sender s;
-        s.line = Loader::line(n);
-        if (auto v = L.str(n, "sender", path, true)) {
+        s.line = L.line(n);
+        if (auto v = L.str(n, K["sender"], path)) {
             s.pattern = *v;
             bool wildcard = v->rfind("*@", 0) == 0 && is_address("x" + v->substr(1));
+            std::string lower = *v;
+            for (auto& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
             if (!wildcard && !is_address(*v))
                 L.error(n["sender"], path + ".sender", "'" + *v + "' is neither an address nor *@domain");
-            else if (!seen.insert(*v).second)
+            else if (!seen.insert(lower).second)
                 L.error(n["sender"], path + ".sender", "'" + *v + "' is mapped twice");
         }
-        if (auto v = L.str(n, "connection", path, true)) {
-            s.connection = *v;
-            if (!L.declared_connections.count(*v)) L.error(n["connection"], path + ".connection", "no connection named '" + *v + "'");
-        }
-        if (auto v = L.str(n, "mailbox", path, false)) {
-            s.mailbox = *v;
-            if (!is_address(*v)) L.error(n["mailbox"], path + ".mailbox", "'" + *v + "' is not an e-mail address");
-        }
+        connection_ref(L, n, K["connection"], path, s.connection);
+        if (n["mailbox"]) mailbox(L, n, K["mailbox"], path, s.mailbox);
         cfg.senders.push_back(std::move(s));
-    }
+    });
 }
 
+void load_milter(Loader& L, const YAML::Node& m, Config& cfg) {
+    const auto& K = S::kMilter;
+    auto& ms = cfg.milter;
+    if (auto v = L.str(m, K["socket"], "milter")) {
+        if (v->rfind("inet:", 0) != 0 && v->rfind("inet6:", 0) != 0 && v->rfind("unix:", 0) != 0)
+            L.error(m["socket"], "milter.socket", "'" + *v + "' is not inet:PORT@HOST or unix:/path");
+        ms.socket = *v;
+    }
+    if (auto i = L.choice(m, K["unmapped"], "milter")) ms.reject_unmapped = *i == 0;
+    if (auto v = L.str(m, K["proxy_status"], "milter")) {
+        if (v->rfind("http://", 0) != 0)
+            L.error(m["proxy_status"], "milter.proxy_status", "'" + *v + "' must be an http:// URL (the admin listener)");
+        ms.proxy_status = *v;
+    }
+    if (auto i = L.choice(m, K["proxy_unreachable"], "milter")) ms.tempfail_when_unreachable = *i == 0;
+    if (auto v = L.boolean(m, K["align_from"], "milter")) ms.align_from = *v;
+    if (auto v = L.boolean(m, K["trace_header"], "milter")) ms.trace_header = *v;
+    if (auto v = L.duration_ms(m, K["status_refresh"], "milter")) ms.status_refresh = std::chrono::seconds(*v / 1000);
+}
+
+// admin, tokens, milter, log: optional mappings whose keys all have defaults.
 void load_misc(Loader& L, const YAML::Node& root, Config& cfg) {
-    if (YAML::Node a = root["admin"]; a && L.keys(a, "admin", detail::kAdminKeys)) {
-        if (auto v = L.str(a, "bind", "admin", true))
+    auto section = [&](const char* name, const S::Section& s) {
+        YAML::Node n = root[name];
+        if (!n || n.IsNull()) return YAML::Node(YAML::NodeType::Map);   // defaults apply
+        return L.keys(n, name, s) ? n : YAML::Node(YAML::NodeType::Map);
+    };
+    if (YAML::Node a = root["admin"]; a && !a.IsNull() && L.keys(a, "admin", S::kAdmin)) {
+        if (auto v = L.str(a, S::kAdmin["bind"], "admin"))
             if (auto hp = L.host_port(a["bind"], "admin.bind", *v)) cfg.admin.host = hp->first, cfg.admin.port = hp->second;
     }
-    if (YAML::Node t = root["tokens"]; t && L.keys(t, "tokens", detail::kTokenKeys)) {
-        if (auto v = L.integer(t, "max_attempts", "tokens", 1, 10)) cfg.tokens.max_attempts = int(*v);
-        if (auto v = L.duration_ms(t, "backoff", "tokens", 0, 60000)) cfg.tokens.backoff = std::chrono::milliseconds(*v);
-        if (auto v = L.duration_ms(t, "http_timeout", "tokens", 1000, 300000)) cfg.tokens.http_timeout = std::chrono::seconds(*v / 1000);
-        if (auto v = L.str(t, "store", "tokens", false)) cfg.tokens.store = L.resolve(*v);
-    }
-    if (YAML::Node m = root["milter"]; m && L.keys(m, "milter", detail::kMilterKeys)) {
-        auto& ms = cfg.milter;
-        if (auto v = L.str(m, "socket", "milter", false)) {
-            if (v->rfind("inet:", 0) != 0 && v->rfind("inet6:", 0) != 0 && v->rfind("unix:", 0) != 0)
-                L.error(m["socket"], "milter.socket", "'" + *v + "' is not inet:PORT@HOST or unix:/path");
-            ms.socket = *v;
-        }
-        if (auto v = L.choice<bool>(m, "unmapped", "milter", {{"reject", true}, {"accept", false}})) ms.reject_unmapped = *v;
-        if (auto v = L.str(m, "proxy_status", "milter", false)) {
-            if (v->rfind("http://", 0) != 0) L.error(m["proxy_status"], "milter.proxy_status", "'" + *v + "' must be an http:// URL (the admin listener)");
-            ms.proxy_status = *v;
-        }
-        if (auto v = L.choice<bool>(m, "proxy_unreachable", "milter", {{"tempfail", true}, {"accept", false}}))
-            ms.tempfail_when_unreachable = *v;
-        if (auto v = L.boolean(m, "align_from", "milter")) ms.align_from = *v;
-        if (auto v = L.boolean(m, "trace_header", "milter")) ms.trace_header = *v;
-        if (auto v = L.duration_ms(m, "status_refresh", "milter", 1000, 300000)) ms.status_refresh = std::chrono::seconds(*v / 1000);
-    }
+    const auto& T = S::kTokens;
+    YAML::Node t = section("tokens", T);
+    if (auto v = L.integer(t, T["max_attempts"], "tokens")) cfg.tokens.max_attempts = int(*v);
+    if (auto v = L.duration_ms(t, T["backoff"], "tokens")) cfg.tokens.backoff = std::chrono::milliseconds(*v);
+    if (auto v = L.duration_ms(t, T["http_timeout"], "tokens")) cfg.tokens.http_timeout = std::chrono::seconds(*v / 1000);
+    if (auto v = L.str(t, T["store"], "tokens")) cfg.tokens.store = L.resolve(*v);
+    load_milter(L, section("milter", S::kMilter), cfg);
     if (cfg.milter.proxy_status.empty() && cfg.admin.port)
         cfg.milter.proxy_status = "http://" + cfg.admin.host + ":" + std::to_string(cfg.admin.port) + "/status";
-    if (YAML::Node l = root["log"]; l && L.keys(l, "log", detail::kLogKeys)) {
-        if (auto v = L.choice<std::string>(l, "level", "log", {{"trace", "trace"}, {"debug", "debug"}, {"info", "info"},
-                                                               {"warn", "warn"}, {"error", "error"}}))
-            cfg.log_level = *v;
-    }
+    YAML::Node l = section("log", S::kLog);
+    const auto& level = S::kLog["level"];
+    if (auto i = L.choice(l, level, "log")) cfg.log_level = level.choice_list()[*i];
 }
 
 LoadResult load_root(const YAML::Node& root, const std::string& name) {
@@ -190,7 +223,7 @@ LoadResult load_root(const YAML::Node& root, const std::string& name) {
         r.diagnostics.push_back(Diagnostic{name, 1, "", "the file is empty", true});
         return r;
     }
-    if (!L.keys(root, "", detail::kTopKeys)) return r;
+    if (!L.keys(root, "", S::kTop)) return r;
     load_connections(L, root, r.config);
     load_listeners(L, root, r.config);
     load_users(L, root, r.config);
