@@ -1,3 +1,5 @@
+// SMTP command lines, MAIL/RCPT paths and the line splitter. Replies and EHLO
+// capabilities are in parser_reply.cpp, the DATA scanner in parser_data.cpp.
 #include "smtp/parser.hpp"
 
 #include <algorithm>
@@ -13,62 +15,135 @@ std::string upper(std::string_view s) {
     return o;
 }
 
-bool iequals_prefix(std::string_view s, std::string_view prefix) {
-    if (s.size() < prefix.size()) return false;
-    for (std::size_t i = 0; i < prefix.size(); ++i)
-        if (std::toupper((unsigned char)s[i]) != prefix[i]) return false;
+bool iequals(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if (std::toupper((unsigned char)a[i]) != std::toupper((unsigned char)b[i])) return false;
     return true;
 }
 
-// "<addr> params" after the keyword and colon; lenient about one space before '<'.
-PathResult parse_path(std::string_view arg, std::string_view keyword, bool allow_null, const char* syntax) {
+bool iequals_prefix(std::string_view s, std::string_view prefix) {
+    return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
+}
+
+bool is_ctl(unsigned char c) { return c < 0x20 || c == 0x7f; }
+
+// Local part outside quotes: atext and dots (and UTF-8 bytes); lenient about
+// dot placement, as MTAs are.
+bool local_char(unsigned char c) {
+    return c >= 0x80 || (!is_ctl(c) && c != ' ' && !std::strchr("()<>[]\\,;:\"@", c));
+}
+
+bool domain_ok(std::string_view d) {
+    if (d.empty()) return false;
+    if (d.front() == '[') {   // address literal [192.0.2.1] / [IPv6:...]
+        if (d.size() < 3 || d.back() != ']') return false;
+        for (unsigned char c : d.substr(1, d.size() - 2))
+            if (is_ctl(c) || c == ' ' || c == '[' || c == ']' || c == '\\' || c >= 0x80) return false;
+        return true;
+    }
+    if (d.front() == '.' || d.find("..") != std::string_view::npos) return false;
+    for (unsigned char c : d)
+        if (!(c >= 0x80 || std::isalnum(c) || c == '-' || c == '.' || c == '_')) return false;
+    return true;
+}
+
+bool address_ok(std::string_view a) {
+    std::size_t at;
+    if (a.front() == '"') {
+        std::size_t i = 1;
+        for (; i < a.size() && a[i] != '"'; ++i) {
+            unsigned char c = a[i];
+            if (c == '\\') {
+                if (++i >= a.size() || is_ctl((unsigned char)a[i])) return false;
+            } else if (is_ctl(c)) {
+                return false;
+            }
+        }
+        if (i >= a.size()) return false;
+        at = i + 1;
+        if (at >= a.size() || a[at] != '@') return false;
+    } else {
+        at = a.find('@');
+        if (at == 0 || at == std::string_view::npos) return false;
+        for (unsigned char c : a.substr(0, at))
+            if (!local_char(c)) return false;
+    }
+    return domain_ok(a.substr(at + 1));
+}
+
+std::string check_param(std::string_view key, std::string_view value, bool has_value) {
+    if (key == "SIZE") {
+        if (value.empty() || value.size() > 20 ||
+            !std::all_of(value.begin(), value.end(), [](unsigned char c) { return std::isdigit(c); }))
+            return "501 5.5.4 Syntax: SIZE=<number of octets>";
+    } else if (key == "BODY") {
+        if (!iequals(value, "7BIT") && !iequals(value, "8BITMIME") && !iequals(value, "BINARYMIME"))
+            return "501 5.5.4 Unsupported BODY type (7BIT, 8BITMIME, BINARYMIME)";
+    } else if (key == "SMTPUTF8") {
+        if (has_value) return "501 5.5.4 SMTPUTF8 takes no value";
+    }
+    return "";
+}
+
+// "<addr> params" after the keyword and colon; lenient about spaces before '<'.
+PathResult parse_path(std::string_view arg, std::string_view keyword, bool mail) {
     PathResult r;
+    const std::string syntax = mail ? "501 5.5.4 Syntax: MAIL FROM:<address>" : "501 5.5.4 Syntax: RCPT TO:<address>";
+    const char* bad_address = mail ? "501 5.1.7 Bad sender address syntax" : "501 5.1.3 Bad recipient address syntax";
     if (!iequals_prefix(arg, keyword)) {
-        r.error = std::string("501 5.5.4 Syntax: ") + syntax;
+        r.error = syntax;
         return r;
     }
     arg.remove_prefix(keyword.size());
     while (!arg.empty() && arg.front() == ' ') arg.remove_prefix(1);
     if (arg.empty() || arg.front() != '<') {
-        r.error = std::string("501 5.5.4 Syntax: ") + syntax;
+        r.error = syntax;
         return r;
     }
-    // Find the closing '>' outside a quoted local part.
+    // The closing '>' outside a quoted local part.
     bool quoted = false;
     std::size_t close = std::string_view::npos;
     for (std::size_t i = 1; i < arg.size(); ++i) {
         char c = arg[i];
-        if (c == '\\' && quoted) { ++i; continue; }
-        if (c == '"') quoted = !quoted;
-        else if (c == '>' && !quoted) { close = i; break; }
+        if (c == '\\' && quoted) ++i;
+        else if (c == '"') quoted = !quoted;
+        else if (c == '>' && !quoted) {
+            close = i;
+            break;
+        }
     }
     if (close == std::string_view::npos) {
-        r.error = std::string("501 5.5.4 Syntax: ") + syntax;
+        r.error = syntax;
         return r;
     }
     std::string_view addr = arg.substr(1, close - 1);
-    // Strip an obsolete source route "@a,@b:".
-    if (!addr.empty() && addr.front() == '@') {
+    std::string_view rest = arg.substr(close + 1);
+    if (!rest.empty() && rest.front() != ' ') {
+        r.error = syntax;
+        return r;
+    }
+    if (!addr.empty() && addr.front() == '@') {   // obsolete source route "@a,@b:" is dropped
         auto colon = addr.find(':');
         if (colon == std::string_view::npos) {
-            r.error = "501 5.1.7 Bad address syntax";
+            r.error = bad_address;
             return r;
         }
         addr.remove_prefix(colon + 1);
+        if (addr.empty()) {
+            r.error = bad_address;
+            return r;
+        }
     }
-    if (addr.empty() && !allow_null) {
-        r.error = "501 5.1.3 Bad recipient address syntax";
-        return r;
+    if (addr.empty()) {
+        if (!mail) r.error = bad_address;   // RCPT TO:<> is never valid
+    } else if (addr.size() > kMaxAddress) {
+        r.error = mail ? "501 5.1.7 Sender address too long" : "501 5.1.3 Recipient address too long";
+    } else if (!address_ok(addr) && !(!mail && iequals(addr, "postmaster"))) {
+        r.error = bad_address;
     }
-    // Spaces are allowed only inside a quoted local part.
-    std::string_view unquoted = addr.substr(addr.rfind('"') == std::string_view::npos ? 0 : addr.rfind('"') + 1);
-    if (addr.size() > 254 || unquoted.find_first_of(" \t<>") != std::string_view::npos ||
-        (!addr.empty() && (addr.find('@') == std::string_view::npos || addr.back() == '@' || addr.front() == '@'))) {
-        r.error = allow_null ? "501 5.1.7 Bad sender address syntax" : "501 5.1.3 Bad recipient address syntax";
-        return r;
-    }
+    if (!r.ok()) return r;
     r.path.address = std::string(addr);
-    std::string_view rest = arg.substr(close + 1);
     while (!rest.empty()) {
         while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
         if (rest.empty()) break;
@@ -77,11 +152,24 @@ PathResult parse_path(std::string_view arg, std::string_view keyword, bool allow
         rest = sp == std::string_view::npos ? std::string_view() : rest.substr(sp);
         auto eq = p.find('=');
         std::string key = upper(p.substr(0, eq));
-        if (key.empty() || !std::all_of(key.begin(), key.end(), [](char c) { return std::isalnum((unsigned char)c) || c == '-'; })) {
+        std::string_view value = eq == std::string_view::npos ? std::string_view() : p.substr(eq + 1);
+        bool key_ok = !key.empty() && std::isalnum((unsigned char)key[0]) &&
+                      std::all_of(key.begin(), key.end(), [](char c) { return std::isalnum((unsigned char)c) || c == '-'; });
+        bool value_ok = eq == std::string_view::npos ||
+                        (!value.empty() && std::none_of(value.begin(), value.end(), [](char c) { return is_ctl((unsigned char)c); }));
+        if (!key_ok || !value_ok) {
             r.error = "501 5.5.4 Bad parameter syntax";
             return r;
         }
-        r.path.params.emplace_back(key, eq == std::string_view::npos ? "" : std::string(p.substr(eq + 1)));
+        if (r.path.param(key)) {
+            r.error = "501 5.5.4 Duplicate parameter " + key;
+            return r;
+        }
+        if (auto e = check_param(key, value, eq != std::string_view::npos); !e.empty()) {
+            r.error = std::move(e);
+            return r;
+        }
+        r.path.params.emplace_back(std::move(key), std::string(value));
     }
     return r;
 }
@@ -97,196 +185,60 @@ ParsedCommand parse_command(std::string_view line) {
         while (!a.empty() && (a.back() == ' ' || a.back() == '\t')) a.remove_suffix(1);
         c.arg = std::string(a);
     }
-    if (line.find('\0') != std::string_view::npos || line.find('\r') != std::string_view::npos) return c;
+    if (line.find('\0') != std::string_view::npos || line.find('\r') != std::string_view::npos) {
+        c.error = "500 5.5.2 Invalid character (NUL or bare CR) in command";
+        return c;
+    }
     static const std::pair<const char*, Verb> verbs[] = {
         {"EHLO", Verb::Ehlo}, {"HELO", Verb::Helo}, {"MAIL", Verb::Mail}, {"RCPT", Verb::Rcpt},
         {"DATA", Verb::Data}, {"RSET", Verb::Rset}, {"NOOP", Verb::Noop}, {"QUIT", Verb::Quit},
         {"VRFY", Verb::Vrfy}, {"HELP", Verb::Help}, {"AUTH", Verb::Auth}, {"STARTTLS", Verb::Starttls},
         {"BDAT", Verb::Bdat}};
-    std::string v = upper(c.verb_text);
     for (const auto& [name, verb] : verbs)
-        if (v == name) c.verb = verb;
+        if (iequals(c.verb_text, name)) c.verb = verb;
     return c;
 }
 
-PathResult parse_mail_from(std::string_view arg) { return parse_path(arg, "FROM:", true, "MAIL FROM:<address>"); }
-PathResult parse_rcpt_to(std::string_view arg) { return parse_path(arg, "TO:", false, "RCPT TO:<address>"); }
-
-std::string Reply::enhanced() const {
-    if (lines.empty()) return "";
-    const std::string& l = lines.front();
-    std::size_t i = 0, dots = 0;
-    while (i < l.size() && (std::isdigit((unsigned char)l[i]) || l[i] == '.')) dots += l[i++] == '.';
-    if (dots == 2 && i >= 5 && (i == l.size() || l[i] == ' ')) return l.substr(0, i);
-    return "";
+const std::string* Path::param(std::string_view keyword) const {
+    for (const auto& [k, v] : params)
+        if (iequals(k, keyword)) return &v;
+    return nullptr;
 }
 
-std::string Reply::wire() const {
-    std::string out;
-    std::string code_s = std::to_string(code);
-    if (lines.empty()) return code_s + "\r\n";
-    for (std::size_t i = 0; i < lines.size(); ++i) {
-        out += code_s;
-        out += i + 1 == lines.size() ? ' ' : '-';
-        out += lines[i];
-        out += "\r\n";
+PathResult parse_mail_from(std::string_view arg) { return parse_path(arg, "FROM:", true); }
+PathResult parse_rcpt_to(std::string_view arg) { return parse_path(arg, "TO:", false); }
+
+LineBuffer::Status LineBuffer::feed(std::string_view& in, std::string& line) {
+    if (in.empty()) return Status::need_more;
+    const void* lf = std::memchr(in.data(), '\n', in.size());
+    std::size_t n = lf ? std::size_t(static_cast<const char*>(lf) - in.data()) : in.size();
+    if (!discarding_) {
+        if (buf_.size() + n > max_ + 1) {   // +1: room for the CR of a CRLF
+            discarding_ = true;
+            buf_.clear();
+        } else {
+            buf_.append(in.data(), n);
+        }
     }
-    return out;
+    if (!lf) {
+        in = {};
+        return Status::need_more;
+    }
+    in.remove_prefix(n + 1);
+    if (!buf_.empty() && buf_.back() == '\r') buf_.pop_back();
+    if (discarding_ || buf_.size() > max_) {
+        discarding_ = false;
+        buf_.clear();
+        return Status::too_long;
+    }
+    line.assign(buf_);
+    buf_.clear();
+    return Status::line;
 }
 
-std::string Reply::text() const {
-    std::string out;
-    for (const auto& l : lines) {
-        if (!out.empty()) out += ' ';
-        out += l;
-    }
-    return out;
-}
-
-ReplyParser::Status ReplyParser::feed(std::string_view& in, Reply& out) {
-    if (!error_.empty()) return Status::error;
-    while (!in.empty()) {
-        auto nl = in.find('\n');
-        std::string_view part = in.substr(0, nl);
-        if (line_.size() + part.size() > 8192) {
-            error_ = "reply line longer than 8192 octets";
-            return Status::error;
-        }
-        line_.append(part);
-        if (nl == std::string_view::npos) {
-            in = {};
-            return Status::need_more;
-        }
-        in.remove_prefix(nl + 1);
-        if (!line_.empty() && line_.back() == '\r') line_.pop_back();
-        if (line_.size() < 3 || !std::isdigit((unsigned char)line_[0]) || !std::isdigit((unsigned char)line_[1]) ||
-            !std::isdigit((unsigned char)line_[2]) || (line_.size() > 3 && line_[3] != ' ' && line_[3] != '-')) {
-            error_ = "malformed reply line";
-            return Status::error;
-        }
-        int code = std::stoi(line_.substr(0, 3));
-        if (!current_.lines.empty() && code != current_.code) {
-            error_ = "reply codes differ within a multiline reply";
-            return Status::error;
-        }
-        if (current_.lines.size() >= 1000) {
-            error_ = "reply has more than 1000 lines";
-            return Status::error;
-        }
-        current_.code = code;
-        current_.lines.push_back(line_.size() > 4 ? line_.substr(4) : "");
-        bool last = line_.size() == 3 || line_[3] == ' ';
-        line_.clear();
-        if (last) {
-            out = std::move(current_);
-            current_ = Reply{};
-            return Status::reply;
-        }
-    }
-    return Status::need_more;
-}
-
-Capabilities Capabilities::from_ehlo(const Reply& r) {
-    Capabilities c;
-    for (std::size_t i = 1; i < r.lines.size(); ++i) {
-        std::string line = upper(r.lines[i]);
-        std::string kw = line.substr(0, line.find_first_of(" ="));
-        std::string args = kw.size() < line.size() ? line.substr(kw.size() + 1) : "";
-        if (kw == "STARTTLS") c.starttls = true;
-        else if (kw == "PIPELINING") c.pipelining = true;
-        else if (kw == "8BITMIME") c.eightbitmime = true;
-        else if (kw == "SMTPUTF8") c.smtputf8 = true;
-        else if (kw == "ENHANCEDSTATUSCODES") c.enhancedstatuscodes = true;
-        else if (kw == "CHUNKING") c.chunking = true;
-        else if (kw == "SIZE") c.size = args.empty() ? 0 : std::strtoull(args.c_str(), nullptr, 10);
-        else if (kw == "AUTH") {
-            std::size_t p = 0;
-            while (p < args.size()) {
-                auto sp = args.find(' ', p);
-                std::string m = args.substr(p, sp - p);
-                if (!m.empty()) c.auth.insert(m);
-                if (sp == std::string::npos) break;
-                p = sp + 1;
-            }
-        }
-    }
-    return c;
-}
-
-bool Capabilities::has_auth(std::string_view mech) const { return auth.count(upper(mech)) > 0; }
-
-DataScanner::Result DataScanner::feed(std::string_view in, std::string& out) {
-    Result r;
-    std::size_t i = 0;
-    const std::size_t n = in.size();
-    while (i < n && state_ != State::done) {
-        char c = in[i];
-        switch (state_) {
-            case State::line_start:
-                last_cr_ = false;
-                if (c == '.') {
-                    state_ = State::dot;
-                    ++i;
-                    continue;
-                }
-                state_ = State::in_line;
-                continue;
-            case State::in_line: {
-                // Bulk copy up to the next LF (memchr is vectorised); a lone CR
-                // passes as it is, a bare LF becomes CRLF.
-                const void* lf = std::memchr(in.data() + i, '\n', n - i);
-                std::size_t j = lf ? std::size_t(static_cast<const char*>(lf) - in.data()) : n;
-                if (j > i) {
-                    out.append(in.data() + i, j - i);
-                    bytes_ += j - i;
-                    last_cr_ = in[j - 1] == '\r';
-                }
-                i = j;
-                if (i == n) break;
-                if (last_cr_) {
-                    out += '\n';
-                    ++bytes_;
-                } else {
-                    out.append("\r\n");
-                    bytes_ += 2;
-                }
-                last_cr_ = false;
-                ++i;
-                state_ = State::line_start;
-                continue;
-            }
-            case State::dot:
-                if (c == '\r') {
-                    state_ = State::dot_cr;
-                    ++i;
-                } else if (c == '\n') {   // ".\n" from a legacy client ends the message too
-                    out.append(".\r\n");
-                    ++i;
-                    state_ = State::done;
-                } else {   // a stuffed or leading dot: pass it on, stuffing intact
-                    out += '.';
-                    if (c != '.') ++bytes_;
-                    state_ = State::in_line;
-                }
-                continue;
-            case State::dot_cr:
-                if (c == '\n') {
-                    out.append(".\r\n");
-                    ++i;
-                    state_ = State::done;
-                } else {
-                    out.append(".\r");
-                    bytes_ += 2;
-                    last_cr_ = true;
-                    state_ = State::in_line;
-                }
-                continue;
-            case State::done: break;
-        }
-    }
-    r.consumed = i;
-    r.done = state_ == State::done;
-    return r;
+void LineBuffer::reset() {
+    buf_.clear();
+    discarding_ = false;
 }
 
 }  // namespace xo::smtp

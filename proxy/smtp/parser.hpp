@@ -1,7 +1,8 @@
-// SMTP parsing without I/O: command lines (server side), MAIL/RCPT paths,
-// replies (client side, incremental, several per buffer for PIPELINING), EHLO
-// capabilities, and the DATA stream scanner that finds the end of a message
-// across chunk boundaries. Errors come back as values with a suggested reply.
+// SMTP parsing without I/O: command lines (server side), MAIL/RCPT paths, a
+// bounded line splitter, replies (client side, incremental, several per buffer
+// for PIPELINING), EHLO capabilities, and the DATA stream scanner that finds
+// the end of a message across chunk boundaries. Feeding never throws: errors
+// come back as values (with a suggested RFC 5321 reply where one fits).
 #pragma once
 #include <cstddef>
 #include <optional>
@@ -13,43 +14,82 @@
 
 namespace xo::smtp {
 
+inline constexpr std::size_t kMaxCommandLine = 4096;   // ours; RFC 5321 asks for 512
+inline constexpr std::size_t kMaxAuthLine = 12288;     // RFC 4954 section 4
+inline constexpr std::size_t kMaxReplyLine = 8192;
+inline constexpr std::size_t kMaxReplyLines = 1000;
+inline constexpr std::size_t kMaxAddress = 254;
+
 enum class Verb { Ehlo, Helo, Mail, Rcpt, Data, Rset, Noop, Quit, Vrfy, Help, Auth, Starttls, Bdat, Unknown };
 
 struct ParsedCommand {
     Verb verb = Verb::Unknown;
     std::string verb_text;   // as sent
-    std::string arg;         // the rest after one space
+    std::string arg;         // the rest after one space, trailing blanks removed
+    std::string error;       // "500 5.5.2 ..." when the line holds a NUL or a bare CR (verb is then Unknown)
 };
+// `line` without its CRLF. Verbs are case-insensitive.
 ParsedCommand parse_command(std::string_view line);
 
 struct Path {
     std::string address;                                        // without <>; "" for <>
-    std::vector<std::pair<std::string, std::string>> params;   // keyword uppercased, value
+    std::vector<std::pair<std::string, std::string>> params;   // keyword uppercased, value as sent
+    const std::string* param(std::string_view keyword) const;  // nullptr when absent (keyword uppercased)
 };
 struct PathResult {
     Path path;
-    std::string error;       // a full reply line when the argument is malformed
+    std::string error;       // a full reply line ("501 5.1.7 ...") when the argument is malformed
     bool ok() const { return error.empty(); }
 };
-PathResult parse_mail_from(std::string_view arg);   // "FROM:<a@b> SIZE=10"
-PathResult parse_rcpt_to(std::string_view arg);     // "TO:<a@b>"
+// `arg` is ParsedCommand::arg: "FROM:<a@b> SIZE=10" / "TO:<a@b>". Accepts a space
+// after the colon, quoted local parts, source routes (dropped), RCPT TO:<postmaster>;
+// checks SIZE (digits), BODY (7BIT, 8BITMIME, BINARYMIME), SMTPUTF8 (no value),
+// duplicate keywords. RCPT TO:<> and addresses over 254 octets are refused.
+PathResult parse_mail_from(std::string_view arg);
+PathResult parse_rcpt_to(std::string_view arg);
+
+// Splits a byte stream into lines ending in CRLF or a bare LF (legacy clients).
+// A line longer than max_line (without its end) is discarded through its end and
+// reported as too_long once that end arrives; memory stays bounded by max_line.
+class LineBuffer {
+public:
+    enum class Status { need_more, line, too_long };
+    explicit LineBuffer(std::size_t max_line = kMaxCommandLine) : max_(max_line) {}
+    void set_max_line(std::size_t n) { max_ = n; }   // e.g. kMaxAuthLine while an AUTH exchange runs
+    std::size_t max_line() const { return max_; }
+    // Consumes bytes from `in` (advancing it) through at most one end of line.
+    // On Status::line, `line` holds the line without CRLF / LF.
+    Status feed(std::string_view& in, std::string& line);
+    std::size_t buffered() const { return buf_.size(); }   // bytes of a partial line held
+    void reset();
+
+private:
+    std::string buf_;
+    std::size_t max_;
+    bool discarding_ = false;
+};
 
 struct Reply {
     int code = 0;
     std::vector<std::string> lines;   // text after "250-" / "250 "
-    std::string enhanced() const;     // "2.1.0" or ""
+    std::string enhanced() const;     // "2.1.0" when the first line starts with one, else ""
     std::string wire() const;         // "250-a\r\n250 b\r\n"
-    std::string text() const;         // lines joined with ' '
+    std::string text() const;         // lines joined with ' ' (for logs)
 };
 
 // Incremental reply parser: feed() consumes whole lines and returns a Reply
-// when its last line arrived. Errors are sticky.
+// when its last line arrived (lines may end in CRLF or LF). Errors are sticky:
+// a code that is not 3 digits, codes that differ inside one reply, a line over
+// 8192 octets, more than 1000 lines.
 class ReplyParser {
 public:
     enum class Status { need_more, reply, error };
-    // Consumes bytes from `in` (advancing it) up to the end of one reply.
+    // Consumes bytes from `in` (advancing it) up to the end of one reply; bytes
+    // after it stay in `in` (the next pipelined reply): call again.
     Status feed(std::string_view& in, Reply& out);
     const std::string& error() const { return error_; }
+    bool partial() const { return !line_.empty() || !current_.lines.empty(); }   // inside a reply
+    void reset();
 
 private:
     std::string line_;
@@ -60,15 +100,17 @@ private:
 struct Capabilities {
     bool starttls = false, pipelining = false, eightbitmime = false, smtputf8 = false,
          enhancedstatuscodes = false, chunking = false;
-    std::optional<std::size_t> size;
-    std::set<std::string> auth;   // uppercased mechanisms
+    std::optional<std::size_t> size;   // SIZE [n]; 0 means no fixed limit
+    std::set<std::string> auth;        // uppercased mechanisms, from "AUTH a b" and "AUTH=a b"
     static Capabilities from_ehlo(const Reply& r);
     bool has_auth(std::string_view mech) const;
 };
 
 // Finds CRLF.CRLF (or LF.LF from legacy clients) in a DATA stream fed in
-// chunks. Output keeps the dot-stuffing, turns bare LF into CRLF and includes
-// the final ".\r\n". Bytes after the terminator are not consumed.
+// chunks; the stream starts at the beginning of a line. Output (appended to the
+// caller's buffer) keeps the dot-stuffing, turns bare LF into CRLF, leaves a
+// lone CR alone and includes the final ".\r\n". Bytes after the terminator are
+// not consumed (they are the next pipelined command).
 class DataScanner {
 public:
     struct Result {

@@ -1,5 +1,6 @@
 #include "smtp/sasl.hpp"
 
+#include <cctype>
 #include <nlohmann/json.hpp>
 
 #include "util/base64.hpp"
@@ -17,18 +18,37 @@ std::string xoauth2_initial_response(std::string_view user, std::string_view tok
 
 std::string oauthbearer_initial_response(std::string_view user, std::string_view host, uint16_t port,
                                          std::string_view token) {
-    std::string authzid;
+    std::string raw = "n,a=";
     for (char c : user) {
-        if (c == ',') authzid += "=2C";
-        else if (c == '=') authzid += "=3D";
-        else authzid += c;
+        if (c == ',') raw += "=2C";
+        else if (c == '=') raw += "=3D";
+        else raw += c;
     }
-    std::string raw = "n,a=" + authzid + ",\x01" "host=" + std::string(host) + "\x01" "port=" + std::to_string(port) +
-                      "\x01" "auth=Bearer " + std::string(token) + "\x01\x01";
+    raw += ",\x01" "host=";
+    raw.append(host);
+    raw += "\x01" "port=" + std::to_string(port) + "\x01" "auth=Bearer ";
+    raw.append(token);
+    raw += "\x01\x01";
     return util::base64_encode(raw);
 }
 
+MechanismArg split_mechanism(std::string_view arg) {
+    MechanismArg m;
+    while (!arg.empty() && arg.front() == ' ') arg.remove_prefix(1);
+    auto sp = arg.find(' ');
+    for (char c : arg.substr(0, sp)) m.mechanism += char(std::toupper((unsigned char)c));
+    if (sp != std::string_view::npos) {
+        std::string_view rest = arg.substr(sp + 1);
+        while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+        while (!rest.empty() && rest.back() == ' ') rest.remove_suffix(1);
+        m.initial = std::string(rest);
+        m.has_initial = !rest.empty();
+    }
+    return m;
+}
+
 std::optional<PlainCredentials> decode_plain(std::string_view base64) {
+    if (base64 == "=") return std::nullopt;
     auto raw = util::base64_decode(base64);
     if (!raw) return std::nullopt;
     auto a = raw->find('\0');
@@ -39,6 +59,13 @@ std::optional<PlainCredentials> decode_plain(std::string_view base64) {
     if (c.authcid.empty()) return std::nullopt;
     if (!c.authzid.empty() && c.authzid != c.authcid) return std::nullopt;
     return c;
+}
+
+std::optional<std::string> decode_login_field(std::string_view base64) {
+    if (base64 == "=") return std::string();
+    auto raw = util::base64_decode(base64);
+    if (!raw || raw->find('\0') != std::string::npos) return std::nullopt;
+    return raw;
 }
 
 std::optional<ErrorChallenge> parse_error_challenge(std::string_view base64) {
