@@ -9,40 +9,15 @@
 
 #include "imap/parser.hpp"
 #include "smtp/sasl.hpp"
+#include "parser_test_util.hpp"
 
 using namespace xo::imap;
 
 namespace {
+using xo::test::for_each_split;
+using xo::test::load_transcript;
+using xo::test::Transcript;
 
-void for_each_split(const std::string& wire, const std::function<void(const std::vector<std::string_view>&, const std::string&)>& f) {
-    std::string_view w = wire;
-    f({w}, "whole");
-    for (std::size_t s = 0; s <= w.size(); ++s) f({w.substr(0, s), w.substr(s)}, "split " + std::to_string(s));
-    std::vector<std::string_view> bytes;
-    for (std::size_t i = 0; i < w.size(); ++i) bytes.push_back(w.substr(i, 1));
-    f(bytes, "byte by byte");
-}
-
-// A C:/S: transcript from tests/unit/data/transcripts: the server's and the
-// client's bytes (CRLF added), and the client's lines.
-struct Transcript {
-    std::string server, client;
-    std::vector<std::string> client_lines;
-};
-Transcript load_transcript(const std::string& name) {
-    std::ifstream f(std::string(XO_SOURCE_DIR) + "/tests/unit/data/transcripts/" + name);
-    EXPECT_TRUE(f) << name;
-    Transcript t;
-    std::string line;
-    while (std::getline(f, line)) {
-        if (line.rfind("S: ", 0) == 0) t.server += line.substr(3) + "\r\n";
-        if (line.rfind("C: ", 0) == 0) {
-            t.client += line.substr(3) + "\r\n";
-            t.client_lines.push_back(line.substr(3));
-        }
-    }
-    return t;
-}
 
 // What a session sees, as text: "+" for a continuation, "C tag NAME [arg|arg]",
 // "L line" for a raw line, "E tag error" (with "!" when fatal). A command named

@@ -8,29 +8,13 @@
 
 #include "pop3/parser.hpp"
 #include "smtp/sasl.hpp"
+#include "parser_test_util.hpp"
 
 namespace {
+using xo::test::for_each_split;
+using xo::test::load_transcript;
+using xo::test::Transcript;
 
-// A C:/S: transcript from tests/unit/data/transcripts: the server's and the
-// client's bytes (CRLF added), and the client's lines.
-struct Transcript {
-    std::string server, client;
-    std::vector<std::string> client_lines;
-};
-Transcript load_transcript(const std::string& name) {
-    std::ifstream f(std::string(XO_SOURCE_DIR) + "/tests/unit/data/transcripts/" + name);
-    EXPECT_TRUE(f) << name;
-    Transcript t;
-    std::string line;
-    while (std::getline(f, line)) {
-        if (line.rfind("S: ", 0) == 0) t.server += line.substr(3) + "\r\n";
-        if (line.rfind("C: ", 0) == 0) {
-            t.client += line.substr(3) + "\r\n";
-            t.client_lines.push_back(line.substr(3));
-        }
-    }
-    return t;
-}
 }  // namespace
 
 using namespace xo::pop3;
