@@ -15,7 +15,7 @@
 #include "net/link.hpp"
 #include "net/tls.hpp"
 #include "smtp/parser.hpp"
-#include "smtp/sasl.hpp"
+#include "sasl/sasl.hpp"
 #include "util/base64.hpp"
 
 using namespace xo;

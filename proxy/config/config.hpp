@@ -35,6 +35,8 @@ struct Network {
 };
 std::optional<Network> parse_network(const std::string& text);
 
+enum class BareNewline { reject, normalize };   // Postfix: smtpd_forbid_bare_newline
+
 struct Listener {
     std::string name;
     Protocol protocol = Protocol::smtp;
@@ -45,7 +47,9 @@ struct Listener {
     bool allow_plaintext_auth = false;            // AUTH without TLS from non-loopback peers
     std::vector<Network> trusted_networks;        // smtp: senders accepted without AUTH
     std::size_t max_message_size = 50u << 20;     // smtp SIZE
-    std::size_t max_sessions = 2000;
+    std::size_t max_sessions = 2000;              // this listener's sessions
+    std::size_t max_sessions_per_client = 50;     // from one client address
+    BareNewline bare_newline = BareNewline::reject;   // smtp: bare CR/LF in DATA
     std::chrono::seconds idle_timeout{300};
     int line;                                     // where it was declared
 };

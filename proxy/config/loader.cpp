@@ -89,6 +89,8 @@ void load_listeners(Loader& L, const YAML::Node& root, Config& cfg) {
         trusted_networks(L, n, path, l);
         if (auto v = L.size(n, K["max_message_size"], path)) l.max_message_size = std::size_t(*v);
         if (auto v = L.integer(n, K["max_sessions"], path)) l.max_sessions = std::size_t(*v);
+        if (auto v = L.integer(n, K["max_sessions_per_client"], path)) l.max_sessions_per_client = std::size_t(*v);
+        set_choice(L, n, K["bare_newline"], path, l.bare_newline);
         if (auto v = L.duration_ms(n, K["idle_timeout"], path)) l.idle_timeout = std::chrono::seconds(*v / 1000);
         cfg.listeners.push_back(std::move(l));
     }

@@ -32,6 +32,8 @@ const Section kListener{"listeners[]", {
     {.name = "trusted_networks", .type = T::networks},
     {.name = "max_message_size", .type = T::size, .def = "52428800", .lo = 1024, .hi = 1LL << 31},
     {.name = "max_sessions", .type = T::integer, .def = "2000", .lo = 1, .hi = 100000},
+    {.name = "max_sessions_per_client", .type = T::integer, .def = "50", .lo = 1, .hi = 100000},
+    {.name = "bare_newline", .type = T::choice, .def = "reject", .choices = "reject|normalize"},
     {.name = "idle_timeout", .type = T::duration, .def = "300s", .lo = kSec, .hi = kHour},
 }};
 

@@ -2,7 +2,7 @@
 
 #include "diagnose/diagnose.hpp"
 #include "imap/parser.hpp"
-#include "smtp/sasl.hpp"
+#include "sasl/sasl.hpp"
 
 namespace xo::imap {
 

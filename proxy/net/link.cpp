@@ -11,7 +11,10 @@ constexpr std::size_t kMinRead = 2048, kMaxRead = 64 * 1024;
 }
 
 Link::Link(tcp::socket socket, std::shared_ptr<ssl::context> tls)
-    : tls_(std::move(tls)), tcp_(std::move(socket)) {}
+    : tls_(std::move(tls)), tcp_(std::move(socket)) {
+    error_code ec;   // replies are written whole: Nagle would only hold them back for a delayed ACK
+    tcp_.socket().set_option(tcp::no_delay(true), ec);
+}
 
 Link::Link(const asio::any_io_executor& ex, std::shared_ptr<ssl::context> tls)
     : tls_(std::move(tls)), tcp_(ex) {}
@@ -85,23 +88,16 @@ awaitable<std::size_t> Link::fill(error_code& ec) {
 bool Link::has_line() const { return in_.find('\n', in_pos_) != std::string::npos; }
 
 awaitable<std::string> Link::read_line(std::size_t max_line, error_code& ec) {
-    bool too_long = false;
+    lines_.set_max_line(max_line);
+    std::string line;
     for (;;) {
-        auto nl = in_.find('\n', in_pos_);
-        if (nl != std::string::npos) {
-            std::size_t end = nl;
-            if (end > in_pos_ && in_[end - 1] == '\r') --end;
-            std::string line = too_long ? std::string() : in_.substr(in_pos_, end - in_pos_);
-            in_pos_ = nl + 1;
-            if (too_long || line.size() > max_line) {
-                ec = asio::error::message_size;
-                co_return std::string();
-            }
-            co_return line;
-        }
-        if (in_.size() - in_pos_ > max_line) {  // discard, remember the line was too long
-            too_long = true;
-            in_pos_ = in_.size();
+        std::string_view avail = std::string_view(in_).substr(in_pos_);
+        auto st = lines_.feed(avail, line);
+        in_pos_ = in_.size() - avail.size();
+        if (st == util::LineBuffer::Status::line) co_return line;
+        if (st == util::LineBuffer::Status::too_long) {
+            ec = asio::error::message_size;
+            co_return std::string();
         }
         error_code fe;
         co_await flush(fe);
@@ -114,8 +110,17 @@ awaitable<std::string> Link::read_line(std::size_t max_line, error_code& ec) {
     }
 }
 
+void Link::trim() {
+    if (in_pos_ == in_.size() && in_.capacity() > 4 * kMinRead) {
+        std::string().swap(in_);
+        in_pos_ = 0;
+        read_size_ = kMinRead;
+    }
+    if (out_.empty() && out_.capacity() > 4 * kMinRead) std::string().swap(out_);
+}
+
 awaitable<std::string_view> Link::read_some(error_code& ec) {
-    if (buffered() == 0) {
+    if (in_.size() == in_pos_) {
         co_await flush(ec);
         if (ec) co_return std::string_view();
         co_await fill(ec);
@@ -124,7 +129,7 @@ awaitable<std::string_view> Link::read_some(error_code& ec) {
     co_return std::string_view(in_).substr(in_pos_);
 }
 
-void Link::consume(std::size_t n) { in_pos_ += std::min(n, buffered()); }
+void Link::consume(std::size_t n) { in_pos_ += std::min(n, in_.size() - in_pos_); }
 
 awaitable<void> Link::flush(error_code& ec) {
     if (out_.empty()) co_return;

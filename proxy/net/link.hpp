@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "asio.hpp"
+#include "util/line_buffer.hpp"
 
 namespace xo::net {
 
@@ -28,19 +29,22 @@ public:
     std::string tls_version() const;   // "TLSv1.3" when active, else ""
     std::string tls_cipher() const;
 
-    // Reads one line, returned without its CRLF (or bare LF). A line longer than
-    // max_line sets ec = message_size and the rest of that line is discarded.
+    // Reads one line through the LineBuffer, returned without its CRLF (or bare
+    // LF). A line longer than max_line sets ec = message_size; that line is discarded.
     awaitable<std::string> read_line(std::size_t max_line, error_code& ec);
     // Reads whatever is buffered, or one read from the socket when nothing is.
     awaitable<std::string_view> read_some(error_code& ec);
     void consume(std::size_t n);        // mark n bytes of the last read_some as used
-    std::size_t buffered() const { return in_.size() - in_pos_; }
+    std::size_t buffered() const { return in_.size() - in_pos_ + lines_.buffered(); }
+    // Gives back read buffers grown by a large line or literal (call while idle).
+    void trim();
     bool has_line() const;              // a complete line is already buffered
 
     void queue(std::string_view bytes) { out_.append(bytes); }
     awaitable<void> flush(error_code& ec);
     awaitable<void> write(std::string_view bytes, error_code& ec);   // queue + flush
 
+    asio::any_io_executor executor() { return tcp_.get_executor(); }
     void set_timeout(std::chrono::steady_clock::duration d) { timeout_ = d; }
     std::string remote_address() const;
     uint16_t remote_port() const;
@@ -58,6 +62,7 @@ private:
     // Made when TLS starts: a plain session carries no SSL object (memory per idle session).
     std::unique_ptr<ssl::stream<beast::tcp_stream&>> ssl_;
     bool tls_on_ = false;
+    util::LineBuffer lines_;
     std::string in_;
     std::size_t in_pos_ = 0;
     std::size_t read_size_ = 2048;   // grows to 64 KB while reads come back full

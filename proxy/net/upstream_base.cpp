@@ -2,7 +2,7 @@
 
 #include "diagnose/diagnose.hpp"
 #include "net/tls.hpp"
-#include "smtp/sasl.hpp"
+#include "sasl/sasl.hpp"
 
 namespace xo::net {
 

@@ -1,294 +1,127 @@
+// The POP3 session moves lines between the client's Link and the Machine
+// until login, then relays the client and the upstream both ways.
 #include "pop3/session.hpp"
 
 #include <spdlog/spdlog.h>
 
-#include <set>
-
-#include "diagnose/diagnose.hpp"
-#include "net/link.hpp"
 #include "net/relay.hpp"
-#include "net/tls.hpp"
-#include "pop3/parser.hpp"
-#include "smtp/sasl.hpp"
-#include "net/upstream_base.hpp"
+#include "pop3/machine.hpp"
+#include "pop3/upstream.hpp"
+#include "server/session_base.hpp"
+#include "util/text.hpp"
 
 namespace xo::pop3 {
 namespace {
 
-using net::UpstreamError;
-constexpr int kMaxErrors = 10;
-constexpr int kMaxAuthFailures = 3;
-
-// The upstream POP3 client: CAPA, STLS when asked for, AUTH XOAUTH2.
-class Upstream final : public net::UpstreamBase {
-public:
-    Upstream(const asio::any_io_executor& ex, const config::Connection& c, std::string mailbox,
-             std::shared_ptr<oauth::TokenCache> tokens, std::shared_ptr<ssl::context> tls)
-        : UpstreamBase(ex, c, c.pop3, std::move(mailbox), std::move(tokens), std::move(tls)) {}
-
-    awaitable<bool> open(UpstreamError& err) {
-        std::string token;
-        if (!co_await connect(token, err)) co_return false;
-        error_code ec;
-        auto protocol_error = [&](const std::string& what, const std::string& got) {
-            return fail(err, UpstreamError::Kind::protocol, what + ": " + (ec ? ec.message() : got));
-        };
-        std::string l = co_await link_.read_line(8192, ec);
-        if (ec || parse_status(l).kind != Status::Kind::ok) co_return protocol_error("greeting", l);
-        if (!co_await capa(ec)) co_return protocol_error("CAPA", "refused");
-        if (where_.tls == config::UpstreamTls::starttls) {
-            if (!caps_.count("STLS"))
-                co_return fail(err, UpstreamError::Kind::tls,
-                               where_.text() + " does not offer STLS; refusing to authenticate in clear");
-            link_.queue("STLS\r\n");
-            l = co_await link_.read_line(8192, ec);
-            if (ec || parse_status(l).kind != Status::Kind::ok) co_return protocol_error("STLS", l);
-            if (!co_await start_tls(err)) co_return false;
-            if (!co_await capa(ec)) co_return protocol_error("CAPA", "refused");
-        }
-        co_return co_await authenticate_with_retry(token, err);
-    }
-
-private:
-    awaitable<bool> capa(error_code& ec) {
-        caps_.clear();
-        link_.queue("CAPA\r\n");
-        std::string l = co_await link_.read_line(8192, ec);
-        if (ec || parse_status(l).kind != Status::Kind::ok) co_return false;
-        for (int i = 0; i < 200; ++i) {
-            l = co_await link_.read_line(8192, ec);
-            if (ec) co_return false;
-            if (l == ".") co_return true;
-            add_capa_line(caps_, l.rfind("..", 0) == 0 ? l.substr(1) : l);
-        }
-        co_return false;
-    }
-
-    awaitable<bool> authenticate(const std::string& token, bool& retry, UpstreamError& err) override {
-        error_code ec;
-        const std::string mech = bearer() ? "OAUTHBEARER" : "XOAUTH2";
-        if (!caps_.count("SASL:" + mech))
-            co_return fail(err, UpstreamError::Kind::auth, where_.text() + " does not offer SASL " + mech,
-                           "POP may be disabled for the mailbox, or the sasl: setting is wrong");
-        link_.queue("AUTH " + mech + "\r\n");
-        bool sent = false;
-        std::string detail;
-        for (int i = 0; i < 4; ++i) {
-            std::string l = co_await link_.read_line(65536, ec);
-            if (ec) break;
-            Status st = parse_status(l);
-            if (st.kind == Status::Kind::continuation) {
-                if (!sent) {
-                    link_.queue(initial_response(token) + "\r\n");
-                    sent = true;
-                } else {   // Gmail-style error challenge
-                    if (auto ch = sasl::parse_error_challenge(st.text)) {
-                        retry = ch->retry_with_fresh_token;
-                        detail = "status " + ch->status + ", ";
-                    }
-                    link_.queue(bearer() ? "AQ==\r\n" : "\r\n");
-                }
-                continue;
-            }
-            if (st.kind == Status::Kind::ok) {
-                err = UpstreamError{};
-                co_return true;
-            }
-            co_return fail(err, UpstreamError::Kind::auth,
-                           detail + "AUTH " + mech + " for " + mailbox_ + " refused: -ERR " +
-                               (st.code.empty() ? "" : "[" + st.code + "] ") + st.text,
-                           diagnose::upstream_reply_advice(st.text));
-        }
-        co_return fail(err, UpstreamError::Kind::protocol, detail + "AUTH " + mech + ": " + (ec ? ec.message() : "unexpected answer"));
-    }
-
-    std::set<std::string> caps_;
-};
-
-class Session {
+class Session final : public server::SessionBase {
 public:
     Session(tcp::socket socket, const config::Listener& l, std::shared_ptr<server::Services> s,
-            std::shared_ptr<ssl::context> tls)
-        : listener_(l), s_(std::move(s)), client_(std::move(socket), std::move(tls)), id_(server::new_session_id()) {
-        client_.set_timeout(std::chrono::minutes(10));
-        ip_ = client_.remote_address();
-        port_ = client_.remote_port();
+            std::shared_ptr<ssl::context> tls, server::ListenerLoad::Slot slot)
+        : SessionBase("pop3", std::move(socket), l, std::move(s), std::move(tls), std::move(slot)),
+          machine_(MachineConfig{id_, l.tls == config::ListenerTls::starttls, l.tls == config::ListenerTls::implicit,
+                                 l.allow_plaintext_auth || server::is_loopback(ip_)}) {
+        client_.set_timeout(std::chrono::minutes(10));   // RFC 1939: at least 10 minutes
     }
-    awaitable<void> run();
 
 private:
-    bool plaintext_ok() const { return server::plaintext_auth_allowed(listener_, client_.tls_active(), ip_); }
-    void send(std::string_view s) {
-        client_.queue(s);
-        client_.queue("\r\n");
+    awaitable<void> serve() override;
+    std::string fatal_reply() const override { return "-ERR [SYS/TEMP] Internal error\r\n"; }
+    const config::Upstream& upstream_of(const config::Connection& c) const override { return c.pop3; }
+    awaitable<bool> open_upstream(const config::Connection& c, const std::string& mailbox,
+                                  net::UpstreamError& err) override;
+    awaitable<void> finish() override {
+        if (upstream_) upstream_->link().close();
+        co_return;
     }
-    awaitable<bool> login(const std::string& user, const std::string& pass);
+    awaitable<bool> execute(Actions actions);
 
-    const config::Listener& listener_;
-    std::shared_ptr<server::Services> s_;
-    net::Link client_;
-    std::string id_, ip_, login_;
-    uint16_t port_ = 0;
-    const config::User* user_ = nullptr;
+    Machine machine_;
     std::unique_ptr<Upstream> upstream_;
-    uint64_t up_bytes_ = 0, down_bytes_ = 0;
-    std::string result_ = "ok", reason_;
+    bool relay_ = false;
 };
 
-awaitable<void> Session::run() {
-    ++s_->counters.sessions;
-    ++s_->counters.sessions_active;
+awaitable<void> Session::serve() {
+    bool ok = true;   // (no co_await inside && -- g++ 12)
+    if (listener_.tls == config::ListenerTls::implicit) ok = co_await server_tls();
+    if (!ok) co_return;
+    Actions greeting = machine_.start();
+    if (!co_await execute(std::move(greeting))) co_return;
     error_code ec;
-    if (listener_.tls == config::ListenerTls::implicit) co_await client_.start_tls(true, "", ec);
-    if (!ec) send("+OK xoauth2-proxy ready");
-    std::string pending_user;
-    int errors = 0, failures = 0;
-    while (!ec && !upstream_) {
-        if (s_->draining) {
-            send("-ERR [SYS/TEMP] Server shutting down");
-            reason_ = "shutdown";
-            break;
+    while (!relay_ && !machine_.closed()) {
+        if (draining()) {
+            client_.queue("-ERR [SYS/TEMP] Server shutting down\r\n");
+            set_result(result_, "shutdown");
+            co_return;
         }
-        std::string line = co_await client_.read_line(12288, ec);
+        std::string line = co_await read_command(kMaxAuthLine, ec);
+        Actions actions;
         if (ec == asio::error::message_size) {
             ec = {};
-            send("-ERR Line too long");
-            if (++errors >= kMaxErrors) break;
-            continue;
-        }
-        if (ec) {
-            reason_ = ec == beast::error::timeout ? "client idle timeout" : "client disconnected";
-            break;
-        }
-        Command c = parse_command(line);
-        if (c.verb == "CAPA") {
-            send("+OK Capability list follows");
-            send("USER");
-            if (plaintext_ok()) send("SASL PLAIN");
-            if (listener_.tls == config::ListenerTls::starttls && !client_.tls_active()) send("STLS");
-            send("IMPLEMENTATION xoauth2-proxy");
-            send(".");
-        } else if (c.verb == "QUIT") {
-            send("+OK Bye");
-            reason_ = "QUIT";
-            break;
-        } else if (c.verb == "NOOP") {
-            send("+OK");
-        } else if (c.verb == "STLS") {
-            if (listener_.tls != config::ListenerTls::starttls || client_.tls_active()) {
-                send("-ERR STLS not available");
-                ++errors;
-                continue;
-            }
-            send("+OK Begin TLS negotiation");
-            co_await client_.flush(ec);
-            if (!ec) co_await client_.start_tls(true, "", ec);
-        } else if (c.verb == "USER") {
-            if (!plaintext_ok()) send("-ERR [AUTH] Use STLS first");
-            else if (c.arg.empty()) send("-ERR Syntax: USER name");
-            else pending_user = c.arg, send("+OK");
-        } else if (c.verb == "PASS") {
-            if (pending_user.empty()) {
-                send("-ERR USER first");
-                continue;
-            }
-            std::string user = pending_user;
-            pending_user.clear();
-            if (!co_await login(user, c.arg) && ++failures >= kMaxAuthFailures) break;
-        } else if (c.verb == "AUTH") {
-            auto sp = c.arg.find(' ');
-            std::string mech = c.arg.substr(0, sp);
-            for (auto& ch : mech) ch = char(std::toupper((unsigned char)ch));
-            if (mech != "PLAIN") {
-                send("-ERR Unsupported mechanism (AUTH PLAIN is offered)");
-                continue;
-            }
-            if (!plaintext_ok()) {
-                send("-ERR [AUTH] Use STLS first");
-                continue;
-            }
-            std::string resp = sp == std::string::npos ? "" : c.arg.substr(sp + 1);
-            if (resp.empty()) {
-                send("+ ");
-                resp = co_await client_.read_line(12288, ec);
-                if (ec) break;
-            }
-            auto creds = sasl::decode_plain(resp == "=" ? "" : resp);
-            if (!creds) {
-                send("-ERR Cannot decode AUTH PLAIN response");
-                continue;
-            }
-            if (!co_await login(creds->authcid, creds->password) && ++failures >= kMaxAuthFailures) break;
+            actions = machine_.on_line_too_long();
+        } else if (ec) {
+            if (reason_.empty()) reason_ = ec == beast::error::timeout ? "client idle timeout" : "client disconnected";
+            co_return;
         } else {
-            send("-ERR Unknown command or not logged in");
-            if (++errors >= kMaxErrors) break;
+            actions = machine_.on_line(line);
         }
+        if (!co_await execute(std::move(actions))) co_return;
     }
+    if (!relay_) co_return;
     co_await client_.flush(ec);
-    if (upstream_ && !ec) {
-        auto r = co_await net::relay(client_, upstream_->link(), std::chrono::minutes(10));
-        up_bytes_ = r.client_to_upstream;
-        down_bytes_ = r.upstream_to_client;
-        reason_ = r.ended_by;
-    }
-    client_.close();
-    if (upstream_) upstream_->link().close();
-    --s_->counters.sessions_active;
-    const config::Connection* conn = user_ ? s_->cfg.find_connection(user_->connection) : nullptr;
-    spdlog::info("pop3 session {} end client={}:{} login={} connection={} mailbox={} upstream={} bytes_in={} "
-                 "bytes_out={} result={} reason=\"{}\"",
-                 id_, ip_, port_, login_.empty() ? "-" : login_, conn ? conn->name : "-", user_ ? user_->mailbox : "-",
-                 conn ? conn->pop3.text() : "-", up_bytes_, down_bytes_, result_, reason_);
+    if (ec) co_return;
+    auto r = co_await net::relay(client_, upstream_->link(), std::chrono::minutes(10));
+    bytes_in_ = r.client_to_upstream;
+    bytes_out_ = r.upstream_to_client;
+    reason_ = r.ended_by;
 }
 
-awaitable<bool> Session::login(const std::string& user, const std::string& pass) {
-    login_ = user;
-    const config::User* u = co_await server::local_login(s_, client_, ip_, user, pass);
-    if (!u) {
-        result_ = "authfail";
-        reason_ = "authentication failed";
-        spdlog::warn("pop3 session {} client={} login={} authentication failed", id_, ip_, user);
-        send("-ERR [AUTH] Authentication failed.");
+// Carries out the machine's actions in order. What the machine answers to a
+// result is held in a named value before co_await (g++ 12 destroys a
+// temporary in a co_await expression twice).
+awaitable<bool> Session::execute(Actions actions) {
+    for (auto& a : actions) {
+        switch (a.kind) {
+            case Action::Kind::reply: client_.queue(a.text); break;
+            case Action::Kind::start_tls: {
+                bool ok = co_await server_tls();
+                Actions next = machine_.on_tls(ok);
+                if (!co_await execute(std::move(next))) co_return false;
+                break;
+            }
+            case Action::Kind::login: {
+                server::LoginOutcome o = co_await login_and_open(std::move(a.text), std::move(a.secret));
+                Actions next = machine_.on_login(o);
+                if (!co_await execute(std::move(next))) co_return false;
+                break;
+            }
+            case Action::Kind::relay: relay_ = true; break;
+            case Action::Kind::close: co_return false;
+        }
+    }
+    co_return true;
+}
+
+awaitable<bool> Session::open_upstream(const config::Connection& c, const std::string& mailbox,
+                                       net::UpstreamError& err) {
+    auto tls = s_->upstream_tls.find(c.name);
+    if (tls == s_->upstream_tls.end()) {
+        err = {net::UpstreamError::Kind::tls, "connection " + c.name + " has no usable TLS context", ""};
         co_return false;
     }
-    user_ = u;
-    const config::Connection* conn = s_->cfg.find_connection(u->connection);
-    auto tls = conn ? s_->upstream_tls.find(conn->name) : s_->upstream_tls.end();
-    if (!conn || !conn->pop3.set() || tls == s_->upstream_tls.end()) {
-        send("-ERR [SYS/TEMP] No POP3 server for this account");
-        result_ = "tempfail";
-        reason_ = "connection " + u->connection + " has no pop3 upstream";
-        co_return false;
-    }
-    auto up = std::make_unique<Upstream>(co_await asio::this_coro::executor, *conn, u->mailbox, s_->tokens, tls->second);
-    UpstreamError err;
-    auto started = std::chrono::steady_clock::now();
-    bool ok = co_await up->open(err);
-    s_->counters.observe_upstream_open(std::chrono::steady_clock::now() - started);
-    if (!ok) {
-        spdlog::error("pop3 session {} connection={} mailbox={} upstream={} {} failure: {}{}{}", id_, conn->name,
-                      u->mailbox, conn->pop3.text(), net::to_string(err.kind), err.detail,
-                      err.advice.empty() ? "" : "; fix: ", err.advice);
-        send("-ERR [SYS/TEMP] Temporary failure: the mail server cannot be reached for this account, try again later");
-        result_ = "tempfail";
-        reason_ = std::string(net::to_string(err.kind)) + ": " + err.detail;
-        co_return false;
-    }
-    ++s_->counters.auth_ok;
-    spdlog::info("pop3 session {} upstream {} open for {} ({}, AUTH {})", id_, conn->pop3.text(), u->mailbox,
-                 up->tls_description(), conn->sasl == config::SaslMechanism::oauthbearer ? "OAUTHBEARER" : "XOAUTH2");
-    send("+OK Logged in.");
+    auto up = std::make_unique<Upstream>(co_await asio::this_coro::executor, c, mailbox, s_->tokens, tls->second);
+    if (!co_await up->open(err)) co_return false;
+    spdlog::info("pop3 session {} upstream {} open for {} ({}, AUTH {})", id_, c.pop3.text(), util::log_escape(mailbox),
+                 up->tls_description(), c.sasl == config::SaslMechanism::oauthbearer ? "OAUTHBEARER" : "XOAUTH2");
     upstream_ = std::move(up);
-    result_ = "ok";
-    reason_.clear();
     co_return true;
 }
 
 }  // namespace
 
 awaitable<void> run_session(tcp::socket socket, const config::Listener* listener,
-                            std::shared_ptr<server::Services> services, std::shared_ptr<ssl::context> server_tls) {
-    Session session(std::move(socket), *listener, std::move(services), std::move(server_tls));
+                            std::shared_ptr<server::Services> services, std::shared_ptr<ssl::context> server_tls,
+                            server::ListenerLoad::Slot slot) {
+    Session session(std::move(socket), *listener, std::move(services), std::move(server_tls), std::move(slot));
     co_await session.run();
 }
 

@@ -8,10 +8,11 @@
 #include "asio.hpp"
 #include "config/config.hpp"
 #include "server/services.hpp"
+#include "server/session_base.hpp"
 
 namespace xo::pop3 {
 
 awaitable<void> run_session(tcp::socket socket, const config::Listener* listener,
-                            std::shared_ptr<server::Services> services, std::shared_ptr<ssl::context> server_tls);
+                            std::shared_ptr<server::Services> services, std::shared_ptr<ssl::context> server_tls, server::ListenerLoad::Slot slot);
 
 }  // namespace xo::pop3

@@ -16,6 +16,7 @@ void Listeners::start() {
     for (const auto& l : services_->cfg.listeners) {
         auto b = std::make_unique<Bound>();
         b->listener = &l;
+        b->load = std::make_shared<ListenerLoad>(l.max_sessions, l.max_sessions_per_client);
         if (l.tls != config::ListenerTls::none) b->tls = net::make_server_context(l.cert_file, l.key_file);
         error_code ec;
         auto addr = asio::ip::make_address(l.host, ec);
@@ -49,24 +50,35 @@ awaitable<void> Listeners::accept_loop(Bound* b) {
             co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
             continue;
         }
-        if (services_->counters.sessions_active.load() >= b->listener->max_sessions) {
+        auto peer = socket.remote_endpoint(ec);
+        std::string ip = "?";
+        if (!ec) {
+            auto a = peer.address();
+            ip = a.is_v6() && a.to_v6().is_v4_mapped() ? asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string()
+                                                       : a.to_string();
+        }
+        std::string why;
+        auto slot = b->load->acquire(ip, why);
+        if (!slot) {
             std::string_view busy = b->listener->protocol == config::Protocol::smtp ? "421 4.3.2 Too many connections, try again later\r\n"
                                   : b->listener->protocol == config::Protocol::imap ? "* BYE Too many connections, try again later\r\n"
                                   : "-ERR [SYS/TEMP] Too many connections, try again later\r\n";
-            asio::write(socket, asio::buffer(busy.data(), busy.size()), ec);
+            spdlog::warn("listener {}: client {} refused: {}", b->listener->name, ip, why);
+            socket.non_blocking(true, ec);   // never wait on a client that does not read
+            socket.write_some(asio::buffer(busy.data(), busy.size()), ec);
             socket.close(ec);
             continue;
         }
         auto ex = socket.get_executor();
         switch (b->listener->protocol) {
             case config::Protocol::smtp:
-                asio::co_spawn(ex, smtp::run_session(std::move(socket), b->listener, services_, b->tls), asio::detached);
+                asio::co_spawn(ex, smtp::run_session(std::move(socket), b->listener, services_, b->tls, std::move(*slot)), asio::detached);
                 break;
             case config::Protocol::imap:
-                asio::co_spawn(ex, imap::run_session(std::move(socket), b->listener, services_, b->tls), asio::detached);
+                asio::co_spawn(ex, imap::run_session(std::move(socket), b->listener, services_, b->tls, std::move(*slot)), asio::detached);
                 break;
             case config::Protocol::pop3:
-                asio::co_spawn(ex, pop3::run_session(std::move(socket), b->listener, services_, b->tls), asio::detached);
+                asio::co_spawn(ex, pop3::run_session(std::move(socket), b->listener, services_, b->tls, std::move(*slot)), asio::detached);
                 break;
         }
     }

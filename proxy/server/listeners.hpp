@@ -1,5 +1,7 @@
 // Binds every configured listener and accepts clients, each on its own strand,
-// handing them to the protocol's session. Stops accepting on stop(); drain()
+// handing them to the protocol's session; a listener full (max_sessions) or a
+// client over max_sessions_per_client is answered with the protocol's "busy"
+// line at once. Stops accepting on stop(); drain()
 // waits (bounded) for running sessions to finish.
 #pragma once
 #include <memory>
@@ -7,6 +9,7 @@
 
 #include "asio.hpp"
 #include "server/services.hpp"
+#include "server/session_base.hpp"
 
 namespace xo::server {
 
@@ -23,6 +26,7 @@ private:
         const config::Listener* listener;
         std::unique_ptr<tcp::acceptor> acceptor;
         std::shared_ptr<ssl::context> tls;
+        std::shared_ptr<ListenerLoad> load;   // max_sessions, max_sessions_per_client
     };
     awaitable<void> accept_loop(Bound* b);
 

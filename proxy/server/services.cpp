@@ -71,7 +71,7 @@ void Services::drain() {
     for (auto& [id, close] : closers) close();
 }
 
-awaitable<const config::User*> local_login(std::shared_ptr<Services> s, net::Link& client, std::string ip,
+awaitable<LoginResult> local_login(std::shared_ptr<Services> s, net::Link& client, std::string ip,
                                            std::string login, std::string password) {
     if (auto delay = s->throttle.delay_for(ip); delay.count() > 0) {
         error_code ec;
@@ -86,7 +86,7 @@ awaitable<const config::User*> local_login(std::shared_ptr<Services> s, net::Lin
         s->throttle.record_failure(ip);
         ++s->counters.auth_failed;
     }
-    co_return u;
+    co_return LoginResult{u, false};
 }
 
 bool plaintext_auth_allowed(const config::Listener& l, bool tls_active, const std::string& ip) {

@@ -79,8 +79,13 @@ awaitable<const config::User*> check_login(std::shared_ptr<Services> s, std::str
 
 // A session's local login, whatever the protocol: waits first when `ip` failed
 // repeatedly (after sending the client what is queued), checks, and keeps the
-// throttle and the counters. nullptr for a wrong password or unknown login.
-awaitable<const config::User*> local_login(std::shared_ptr<Services> s, net::Link& client, std::string ip,
+// throttle and the counters. user is nullptr for a wrong password or unknown
+// login; busy when the check could not run now (try again later).
+struct LoginResult {
+    const config::User* user = nullptr;
+    bool busy = false;
+};
+awaitable<LoginResult> local_login(std::shared_ptr<Services> s, net::Link& client, std::string ip,
                                            std::string login, std::string password);
 
 bool is_loopback(const std::string& ip);

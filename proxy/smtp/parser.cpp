@@ -208,37 +208,4 @@ const std::string* Path::param(std::string_view keyword) const {
 PathResult parse_mail_from(std::string_view arg) { return parse_path(arg, "FROM:", true); }
 PathResult parse_rcpt_to(std::string_view arg) { return parse_path(arg, "TO:", false); }
 
-LineBuffer::Status LineBuffer::feed(std::string_view& in, std::string& line) {
-    if (in.empty()) return Status::need_more;
-    const void* lf = std::memchr(in.data(), '\n', in.size());
-    std::size_t n = lf ? std::size_t(static_cast<const char*>(lf) - in.data()) : in.size();
-    if (!discarding_) {
-        if (buf_.size() + n > max_ + 1) {   // +1: room for the CR of a CRLF
-            discarding_ = true;
-            buf_.clear();
-        } else {
-            buf_.append(in.data(), n);
-        }
-    }
-    if (!lf) {
-        in = {};
-        return Status::need_more;
-    }
-    in.remove_prefix(n + 1);
-    if (!buf_.empty() && buf_.back() == '\r') buf_.pop_back();
-    if (discarding_ || buf_.size() > max_) {
-        discarding_ = false;
-        buf_.clear();
-        return Status::too_long;
-    }
-    line.assign(buf_);
-    buf_.clear();
-    return Status::line;
-}
-
-void LineBuffer::reset() {
-    buf_.clear();
-    discarding_ = false;
-}
-
 }  // namespace xo::smtp

@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "util/line_buffer.hpp"
+
 namespace xo::smtp {
 
 inline constexpr std::size_t kMaxCommandLine = 4096;   // ours; RFC 5321 asks for 512
@@ -48,26 +50,8 @@ struct PathResult {
 PathResult parse_mail_from(std::string_view arg);
 PathResult parse_rcpt_to(std::string_view arg);
 
-// Splits a byte stream into lines ending in CRLF or a bare LF (legacy clients).
-// A line longer than max_line (without its end) is discarded through its end and
-// reported as too_long once that end arrives; memory stays bounded by max_line.
-class LineBuffer {
-public:
-    enum class Status { need_more, line, too_long };
-    explicit LineBuffer(std::size_t max_line = kMaxCommandLine) : max_(max_line) {}
-    void set_max_line(std::size_t n) { max_ = n; }   // e.g. kMaxAuthLine while an AUTH exchange runs
-    std::size_t max_line() const { return max_; }
-    // Consumes bytes from `in` (advancing it) through at most one end of line.
-    // On Status::line, `line` holds the line without CRLF / LF.
-    Status feed(std::string_view& in, std::string& line);
-    std::size_t buffered() const { return buf_.size(); }   // bytes of a partial line held
-    void reset();
-
-private:
-    std::string buf_;
-    std::size_t max_;
-    bool discarding_ = false;
-};
+// The line splitter is util::LineBuffer (also used by net::Link).
+using util::LineBuffer;
 
 struct Reply {
     int code = 0;
@@ -106,11 +90,15 @@ struct Capabilities {
     bool has_auth(std::string_view mech) const;
 };
 
-// Finds CRLF.CRLF (or LF.LF from legacy clients) in a DATA stream fed in
-// chunks; the stream starts at the beginning of a line. Output (appended to the
-// caller's buffer) keeps the dot-stuffing, turns bare LF into CRLF, leaves a
-// lone CR alone and includes the final ".\r\n". Bytes after the terminator are
-// not consumed (they are the next pipelined command).
+// Finds the end of a message, CRLF.CRLF and nothing else, in a DATA stream
+// fed in chunks; the stream starts at the beginning of a line. A bare LF or a
+// bare CR is never a line end that can end the message (SMTP smuggling,
+// CVE-2023-51764): it is counted in bare_newlines() and written out as CRLF,
+// and a lone "." on the line after it is stuffed to ".." so that no receiver
+// can take it for the end either (Postfix's smtpd_forbid_bare_newline =
+// normalize). The caller refuses the message when it must (reject). Output
+// (appended to the caller's buffer) keeps the dot-stuffing and includes the
+// final ".\r\n". Bytes after the terminator are not consumed.
 class DataScanner {
 public:
     struct Result {
@@ -119,13 +107,16 @@ public:
     };
     Result feed(std::string_view in, std::string& out);
     std::size_t message_bytes() const { return bytes_; }   // unstuffed size, without the terminator
+    std::size_t bare_newlines() const { return bare_; }
     bool done() const { return state_ == State::done; }
 
 private:
-    enum class State { line_start, in_line, dot, dot_cr, done };
+    // line_start: after a CRLF (a "." may end the message); soft_start: after a
+    // bare newline; cr: a CR inside a line, its LF not seen yet.
+    enum class State { line_start, soft_start, in_line, cr, dot, dot_cr, soft_dot, soft_dot_cr, done };
+    void bare_newline(std::string& out);
     State state_ = State::line_start;
-    std::size_t bytes_ = 0;
-    bool last_cr_ = false;   // the last byte written out was a CR (a CRLF may straddle chunks)
+    std::size_t bytes_ = 0, bare_ = 0;
 };
 
 }  // namespace xo::smtp

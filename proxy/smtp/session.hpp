@@ -10,6 +10,7 @@
 #include "asio.hpp"
 #include "config/config.hpp"
 #include "server/services.hpp"
+#include "server/session_base.hpp"
 
 namespace xo::smtp {
 
@@ -17,6 +18,6 @@ namespace xo::smtp {
 // context (nullptr when the listener has tls: none).
 awaitable<void> run_session(tcp::socket socket, const config::Listener* listener,
                             std::shared_ptr<server::Services> services,
-                            std::shared_ptr<ssl::context> server_tls);
+                            std::shared_ptr<ssl::context> server_tls, server::ListenerLoad::Slot slot);
 
 }  // namespace xo::smtp

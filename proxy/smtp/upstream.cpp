@@ -1,7 +1,7 @@
 #include "smtp/upstream.hpp"
 
 #include "diagnose/diagnose.hpp"
-#include "smtp/sasl.hpp"
+#include "sasl/sasl.hpp"
 
 namespace xo::smtp {
 

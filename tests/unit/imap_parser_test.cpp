@@ -8,7 +8,7 @@
 #include <functional>
 
 #include "imap/parser.hpp"
-#include "smtp/sasl.hpp"
+#include "sasl/sasl.hpp"
 #include "parser_test_util.hpp"
 
 using namespace xo::imap;

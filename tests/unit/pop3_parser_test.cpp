@@ -7,7 +7,7 @@
 #include <functional>
 
 #include "pop3/parser.hpp"
-#include "smtp/sasl.hpp"
+#include "sasl/sasl.hpp"
 #include "parser_test_util.hpp"
 
 namespace {

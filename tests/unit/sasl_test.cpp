@@ -3,7 +3,7 @@
 // challenges.
 #include <gtest/gtest.h>
 
-#include "smtp/sasl.hpp"
+#include "sasl/sasl.hpp"
 #include "util/base64.hpp"
 
 using namespace xo;

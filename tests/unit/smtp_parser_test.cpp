@@ -7,7 +7,7 @@
 #include <functional>
 
 #include "smtp/parser.hpp"
-#include "smtp/sasl.hpp"
+#include "sasl/sasl.hpp"
 #include "parser_test_util.hpp"
 
 using namespace xo::smtp;
@@ -304,44 +304,75 @@ TEST(SmtpCapabilities, FromEhlo) {
 }
 
 namespace {
-// The straightforward reference: split into lines (CRLF or LF), stop at ".",
-// re-emit each line with CRLF, keep the stuffing; count unstuffed bytes.
+// The straightforward reference: split into lines at CRLF, bare LF and bare
+// CR; only a "." line between two CRLFs ends the message. Every line is
+// re-emitted with CRLF, the stuffing kept, a lone "." that does not end the
+// message stuffed to ".."; count unstuffed bytes and bare line ends.
 struct Ref {
     std::string out;
-    std::size_t end = std::string::npos, bytes = 0;
+    std::size_t end = std::string::npos, bytes = 0, bare = 0;
 };
 Ref reference(const std::string& in) {
     Ref r;
     std::size_t pos = 0;
+    bool after_crlf = true;
     while (pos < in.size()) {
-        auto nl = in.find('\n', pos);
-        if (nl == std::string::npos) break;
-        std::string line = in.substr(pos, nl - pos);
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        pos = nl + 1;
-        r.out += line + "\r\n";
-        if (line == ".") {
+        std::size_t e = in.find_first_of("\r\n", pos);
+        if (e == std::string::npos) break;
+        std::string line = in.substr(pos, e - pos);
+        bool crlf = in[e] == '\r' && e + 1 < in.size() && in[e + 1] == '\n';
+        if (in[e] == '\r' && e + 1 == in.size()) break;   // CR at the end: undecided
+        pos = e + (crlf ? 2 : 1);
+        if (line == "." && after_crlf && crlf) {
+            r.out += ".\r\n";
             r.end = pos;
             return r;
         }
-        r.bytes += line.size() + 2 - (!line.empty() && line[0] == '.');
+        r.out += (line == "." ? std::string("..") : line) + "\r\n";
+        r.bytes += (line == "." ? 1 : line.size() - (!line.empty() && line[0] == '.')) + 2;
+        if (!crlf) ++r.bare;
+        after_crlf = crlf;
     }
     return r;
 }
 
 const std::vector<std::string> kMessages = {
     ".\r\nMAIL FROM:<next@x.y>\r\n",
-    ".\n",
     "Subject: a\r\n\r\nbody\r\n.\r\nQUIT\r\n",
     "..stuffed\r\n.leading\r\n...\r\n..\r\n.\r\n",
-    "bare\nlf\nlines\n.\nRSET\r\n",
+    "bare\nlf\nlines\n.\nRSET\r\n.\r\n",
     "mixed\r\nline\nends\r\n.\r\n",
     "no dot here\r\n.x\r\n. \r\n.\r\n",
     "lone\rcr\r\r\n.\r\r\n.\rx\r\n\r.\r\n.\r\n",
     "a.\r\n.\r\n",
     "\r\n\n.\r\n\r\n.\r\n",
+    // SMTP smuggling (CVE-2023-51764 and relatives): none of these ends the message early.
+    "x\n.\r\nMAIL FROM:<ceo@x.y>\r\n.\r\n",
+    "x\r\n.\nMAIL FROM:<ceo@x.y>\r\n.\r\n",
+    "x\n.\nMAIL FROM:<ceo@x.y>\r\n.\r\n",
+    "x\r.\r\nMAIL FROM:<ceo@x.y>\r\n.\r\n",
+    "x\r\n.\rMAIL FROM:<ceo@x.y>\r\n.\r\n",
 };
 }  // namespace
+
+TEST(SmtpDataScanner, SmugglingNeverEndsTheMessage) {
+    // Defect 1 of issue 11: a bare LF or CR next to the dot ended DATA, and the
+    // bytes after it ran as commands (a second message as another mailbox).
+    for (std::string lead : {"x\n.\r\n", "x\r\n.\n", "x\n.\n", "x\r.\r\n", "x\r\n.\r", "x\r\n.\r\r\n"}) {
+        DataScanner s;
+        std::string out;
+        std::string msg = lead + "MAIL FROM:<ceo@x.y>\r\n";
+        auto r = s.feed(msg, out);
+        EXPECT_FALSE(r.done) << lead;
+        EXPECT_EQ(r.consumed, msg.size()) << lead;
+        EXPECT_GE(s.bare_newlines(), 1u) << lead;
+        EXPECT_EQ(out.find("\r\n.\r\n"), std::string::npos) << lead;   // no receiver sees an end either
+    }
+    DataScanner clean;
+    std::string out;
+    EXPECT_TRUE(clean.feed("a\r\n.\r\n", out).done);
+    EXPECT_EQ(clean.bare_newlines(), 0u);
+}
 
 TEST(SmtpDataScanner, MatchesReferenceAtEverySplit) {
     for (const auto& msg : kMessages) {
@@ -366,6 +397,7 @@ TEST(SmtpDataScanner, MatchesReferenceAtEverySplit) {
             EXPECT_EQ(out, want.out) << msg << " " << how;
             EXPECT_EQ(consumed, want.end) << msg << " " << how;
             EXPECT_EQ(s.message_bytes(), want.bytes) << msg << " " << how;
+            EXPECT_EQ(s.bare_newlines(), want.bare) << msg << " " << how;
         };
         for_each_split(msg, run);
         for (std::size_t a = 0; a <= msg.size(); ++a)   // three pieces

@@ -1,4 +1,4 @@
-#include "smtp/sasl.hpp"
+#include "sasl/sasl.hpp"
 
 #include <cctype>
 #include <nlohmann/json.hpp>
