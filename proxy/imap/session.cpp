@@ -201,7 +201,7 @@ awaitable<void> Session::run() {
 
 awaitable<bool> Session::login(const std::string& tag, const std::string& user, const std::string& pass) {
     login_ = user;
-    const config::User* u = co_await server::local_login(s_, client_, ip_, user, pass);
+    const config::User* u = (co_await server::local_login(s_, client_, ip_, user, pass)).user;
     if (!u) {
         ++auth_failures_;
         result_ = "authfail";

@@ -243,7 +243,7 @@ awaitable<void> Session::run() {
 
 awaitable<bool> Session::login(const std::string& user, const std::string& pass) {
     login_ = user;
-    const config::User* u = co_await server::local_login(s_, client_, ip_, user, pass);
+    const config::User* u = (co_await server::local_login(s_, client_, ip_, user, pass)).user;
     if (!u) {
         result_ = "authfail";
         reason_ = "authentication failed";

@@ -282,7 +282,7 @@ awaitable<void> Session::auth(const std::string& arg) {
         co_return;
     }
     login_ = login;
-    const config::User* user = co_await server::local_login(s_, client_, ip_, login, password);
+    const config::User* user = (co_await server::local_login(s_, client_, ip_, login, password)).user;
     if (!user) {
         ++auth_failures_;
         spdlog::warn("session {} client={} login={} authentication failed", id_, ip_, login);
