@@ -192,18 +192,21 @@ void TokenCache::finish_flight(const std::string& key, uint64_t flight, TokenRes
         if (it == entries_.end()) return;
         Entry& e = it->second;
         const auto now = clock_();
+        // A request replaced by a newer one (after max_wait) may still bring a
+        // token; its failure says nothing about the newer one.
+        const bool current = e.in_flight && e.flight == flight;
         if (r.ok()) {
             e.token = r.token;
             e.last_error.reset();
             e.last_failed.reset();
-        } else {
+        } else if (current) {
             e.last_error = r.error;
             e.last_error_at = std::chrono::system_clock::now();
             e.last_failed = now;
             // A token that has not expired yet still works: hand it out.
             if (e.token && now < e.token->expires_at) r.token = e.token;
         }
-        if (e.flight != flight || !e.in_flight) return;   // replaced by a newer request after max_wait
+        if (!current) return;
         e.in_flight = false;
         if (!wake) return;
         for (auto& wp : e.waiters)
