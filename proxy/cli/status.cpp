@@ -12,6 +12,7 @@
 #include "oauth/jwt.hpp"
 #include "oauth/token_cache.hpp"
 #include "oauth/token_store.hpp"
+#include "util/text.hpp"
 
 namespace xo::cli {
 namespace {
@@ -76,9 +77,15 @@ int status_command(const config::Config& cfg, const std::vector<std::string>& ar
                     store_error = e.what();
                 }
             }
-            if (store)
-                for (const auto& [key, g] : store->all())
-                    if (key.substr(0, key.find('\n')) == name) mailboxes.insert(key.substr(key.find('\n') + 1));
+            if (store) {
+                try {
+                    for (const auto& [key, g] : store->all())
+                        if (key.substr(0, key.find('\n')) == name) mailboxes.insert(key.substr(key.find('\n') + 1));
+                } catch (const std::exception& e) {
+                    std::cout << "  token store: " << util::log_escape(e.what()) << "\n";
+                    ++bad;
+                }
+            }
         }
         for (const auto& p : problems)
             if (p.rfind("connection " + name + ":", 0) == 0) {
@@ -86,9 +93,15 @@ int status_command(const config::Config& cfg, const std::vector<std::string>& ar
                 ++bad;
             }
         for (const auto& mailbox : mailboxes) {
-            std::string who = mailbox.empty() ? "  app-only token" : "  " + mailbox;
+            // Mailboxes and providers' texts are outside bytes: escaped, never trusted as text.
+            std::string who = mailbox.empty() ? "  app-only token" : "  " + util::log_escape(mailbox);
             if (interactive && store) {
-                auto g = store->get(name, mailbox);
+                std::optional<oauth::StoredGrant> g;
+                try {
+                    g = store->get(name, mailbox);
+                } catch (const std::exception& e) {
+                    std::cout << who << ": token store: " << util::log_escape(e.what()) << "\n";
+                }
                 if (g) std::cout << who << ": refresh token obtained " << age(now - g->obtained) << " ago, last rotated "
                                  << age(now - g->updated) << " ago\n";
             }
@@ -105,10 +118,12 @@ int status_command(const config::Config& cfg, const std::vector<std::string>& ar
             const auto& e = r.error;
             bool needs_auth = e.error == "needs_authorization" || e.description.find("needs authorization") != std::string::npos;
             if (needs_auth)
-                std::cout << who << ": needs authorization: run 'xoauth2-proxy authorize " << name << " --mailbox " << mailbox
+                std::cout << who << ": needs authorization: run 'xoauth2-proxy authorize " << name << " --mailbox "
+                          << util::log_escape(mailbox)
                           << (conn.flow == config::Flow::device_code ? " --device" : "") << "'\n";
-            std::cout << who << ": last error: " << e.summary() << "\n"
-                      << "    what to do: " << diagnose::token_error_advice(e.code, e.error, e.description) << "\n";
+            std::cout << who << ": last error: " << util::log_escape(e.summary()) << "\n"
+                      << "    what to do: "
+                      << util::log_escape(diagnose::token_error_advice(e.code, e.error, e.description)) << "\n";
         }
         if (interactive && !store) {
             std::cout << "  token store: " << store_error << "\n";

@@ -244,7 +244,15 @@ CommandParser::Event CommandParser::feed(std::string_view& in) {
 std::string quote(std::string_view s, bool literal_plus) {
     bool literal = false;
     for (unsigned char c : s) literal = literal || c >= 0x80 || c == 0 || c == '\r' || c == '\n';
-    if (literal) return "{" + std::to_string(s.size()) + (literal_plus ? "+}\r\n" : "}\r\n") + std::string(s);
+    if (literal) {
+        // Appended piece by piece: `"{" + std::string` inserts at the front, where
+        // GCC 12 at -O3 sees a memcpy that "may overlap" (-Wrestrict, GCC bug 105329).
+        std::string o = "{";
+        o += std::to_string(s.size());
+        o += literal_plus ? "+}\r\n" : "}\r\n";
+        o.append(s);
+        return o;
+    }
     std::string o = "\"";
     for (char c : s) {
         if (c == '"' || c == '\\') o += '\\';

@@ -1,7 +1,9 @@
 // JSON Web Tokens signed with RS256 or PS256 (RFC 7515/7518) through OpenSSL,
 // for client assertions (Microsoft) and JWT bearer grants (Google).
 // Loading functions throw std::runtime_error with the file name and OpenSSL's
-// reason; signing throws only on an internal OpenSSL failure.
+// reason; signing throws on an internal OpenSSL failure, and nlohmann's
+// type_error for a claim that is not valid UTF-8: claims name identities, so
+// they are never silently replaced: callers check outside input first.
 #pragma once
 #include <memory>
 #include <string>

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "net/tls.hpp"
+#include "util/text.hpp"
 
 namespace xo::oauth {
 
@@ -17,12 +18,12 @@ std::string ProviderError::summary() const {
 
 namespace {
 
-// Microsoft's error_description carries "AADSTS...: text\r\nTrace ID: ...": keep the text.
+// Microsoft's error_description carries "AADSTS...: text\r\nTrace ID: ...": keep the
+// text, at most 400 bytes cut on a character boundary.
 std::string first_line(std::string s) {
     auto p = s.find_first_of("\r\n");
     if (p != std::string::npos) s.resize(p);
-    if (s.size() > 400) s.resize(400);
-    return s;
+    return util::truncate_utf8(s, 400);
 }
 
 std::string aadsts_code(const nlohmann::json& j, const std::string& description) {
@@ -73,7 +74,9 @@ TokenResult parse_token_response(const HttpResult& http) {
     }
     if (j.is_object() && j.contains("error") && j["error"].is_string()) {
         e.error = j["error"].get<std::string>();
-        std::string desc = j.value("error_description", std::string());
+        std::string desc;
+        if (j.contains("error_description") && j["error_description"].is_string())
+            desc = j["error_description"].get<std::string>();
         e.code = aadsts_code(j, desc);
         e.description = first_line(desc);
     } else {

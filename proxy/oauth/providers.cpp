@@ -8,11 +8,34 @@
 #include "oauth/jwt.hpp"
 #include "oauth/provider.hpp"
 #include "oauth/token_store.hpp"
+#include "util/text.hpp"
 
 namespace xo::oauth {
 namespace {
 
 using config::Connection;
+
+// A per-mailbox flow's mailbox names an identity: bytes that are not UTF-8
+// are refused, never replaced (a replaced name would be another identity).
+std::optional<TokenResult> refuse_mailbox(const std::string& mailbox) {
+    if (util::valid_utf8(mailbox)) return std::nullopt;
+    TokenResult r;
+    r.error.error = "invalid_request";
+    r.error.description = "mailbox is not valid UTF-8";
+    return r;
+}
+
+// sign_jwt() throws only when OpenSSL fails (or a claim is not UTF-8): a ProviderError instead.
+std::optional<std::string> try_sign(const nlohmann::json& header, const nlohmann::json& claims, EVP_PKEY* key,
+                                    JwtAlg alg, TokenResult& r) {
+    try {
+        return sign_jwt(header, claims, key, alg);
+    } catch (const std::exception& e) {
+        r.error.error = "internal_error";
+        r.error.description = std::string("cannot sign the assertion: ") + util::utf8_safe(util::truncate_utf8(e.what(), 200));
+        return std::nullopt;
+    }
+}
 
 long long unix_now() {
     return std::chrono::duration_cast<std::chrono::seconds>(
@@ -79,10 +102,13 @@ public:
                                  {"sub", conn_.client_id}, {"jti", random_uuid()},
                                  {"nbf", now},            {"iat", now},
                                  {"exp", now + 600}};
+        TokenResult r;
+        auto assertion = try_sign(header_, claims, key_.get(), alg_, r);
+        if (!assertion) co_return r;
         Form form{{"grant_type", "client_credentials"},
                   {"client_id", conn_.client_id},
                   {"client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
-                  {"client_assertion", sign_jwt(header_, claims, key_.get(), alg_)},
+                  {"client_assertion", *assertion},
                   {"scope", conn_.scope}};
         co_return co_await post(std::move(form));
     }
@@ -106,6 +132,7 @@ public:
         : HttpProvider(c, s),
           key_(load_private_key_pem(c.service_account.private_key_pem, c.key_file + ": private_key")) {}
     awaitable<TokenResult> fetch(std::string mailbox) override {
+        if (auto refused = refuse_mailbox(mailbox)) co_return *refused;
         long long now = unix_now();
         nlohmann::json header = {{"typ", "JWT"}, {"kid", conn_.service_account.private_key_id}};
         nlohmann::json claims = {{"iss", conn_.service_account.client_email},
@@ -114,8 +141,10 @@ public:
                                  {"aud", conn_.token_url},
                                  {"iat", now},
                                  {"exp", now + 3600}};
-        Form form{{"grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"},
-                  {"assertion", sign_jwt(header, claims, key_.get(), JwtAlg::rs256)}};
+        TokenResult r;
+        auto assertion = try_sign(header, claims, key_.get(), JwtAlg::rs256, r);
+        if (!assertion) co_return r;
+        Form form{{"grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"}, {"assertion", *assertion}};
         co_return co_await post(std::move(form));
     }
     bool per_mailbox() const override { return true; }
@@ -134,6 +163,7 @@ public:
     RefreshTokenProvider(const Connection& c, const config::TokenSettings& s, std::shared_ptr<TokenStore> store)
         : HttpProvider(c, s), store_(std::move(store)) {}
     awaitable<TokenResult> fetch(std::string mailbox) override {
+        if (auto refused = refuse_mailbox(mailbox)) co_return *refused;
         TokenResult r;
         std::optional<StoredGrant> grant;
         try {

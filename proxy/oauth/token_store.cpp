@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "util/base64.hpp"
+#include "util/text.hpp"
 
 namespace xo::oauth {
 namespace {
@@ -162,7 +163,8 @@ void FileTokenStore::save_locked() {
     j["grants"] = nlohmann::json::object();
     for (const auto& [k, g] : grants_)
         j["grants"][k] = {{"refresh_token", g.refresh_token}, {"scope", g.scope}, {"obtained", g.obtained}, {"updated", g.updated}};
-    std::string plain = j.dump();
+    // Keys are checked as UTF-8 in put(); replace, never throw, all the same.
+    std::string plain = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     unsigned char nonce[kNonce];
     if (RAND_bytes(nonce, kNonce) != 1) throw StoreError("RAND_bytes failed");
     std::string out(kMagic, kMagicLen);
@@ -200,6 +202,8 @@ std::optional<StoredGrant> FileTokenStore::get(const std::string& connection, co
 }
 
 void FileTokenStore::put(const std::string& connection, const std::string& mailbox, const StoredGrant& grant) {
+    if (!util::valid_utf8(connection) || !util::valid_utf8(mailbox))
+        throw StoreError("mailbox is not valid UTF-8: not stored");
     std::lock_guard lock(mu_);
     load_locked();
     grants_[connection + "\n" + mailbox] = grant;

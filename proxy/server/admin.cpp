@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "diagnose/diagnose.hpp"
+#include "util/text.hpp"
 
 namespace xo::server {
 
@@ -26,6 +27,38 @@ std::string label(const std::string& v) {
     return o;
 }
 
+// Fills `res` for `req`. Never throws: an exception while rendering becomes a
+// 500 with a JSON error (and a log line), so one odd entry cannot take the
+// endpoint down.
+void respond(const http::request<http::string_body>& req, http::response<http::string_body>& res,
+             const Services& s) {
+    try {
+        std::string target(req.target());
+        if (req.method() != http::verb::get && req.method() != http::verb::head) {
+            res.result(http::status::method_not_allowed);
+            res.body() = "GET only\n";
+        } else if (target == "/healthz") {
+            res.set(http::field::content_type, "text/plain");
+            res.body() = "ok\n";
+        } else if (target == "/status") {
+            res.set(http::field::content_type, "application/json");
+            res.body() = render_status_json(s);
+        } else if (target == "/metrics") {
+            res.set(http::field::content_type, "text/plain; version=0.0.4");
+            res.body() = render_metrics(s);
+        } else {
+            res.result(http::status::not_found);
+            res.body() = "not found: try /healthz, /status, /metrics\n";
+        }
+    } catch (const std::exception& e) {
+        spdlog::error("admin {} failed: {}", util::log_escape(std::string(req.target())), util::log_escape(e.what()));
+        res.result(http::status::internal_server_error);
+        res.set(http::field::content_type, "application/json");
+        nlohmann::json j = {{"error", "internal_error"}, {"description", util::utf8_safe(e.what())}};
+        res.body() = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    }
+}
+
 awaitable<void> serve(tcp::socket socket, std::shared_ptr<Services> s) {
     beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer;
@@ -38,23 +71,7 @@ awaitable<void> serve(tcp::socket socket, std::shared_ptr<Services> s) {
         http::response<http::string_body> res{http::status::ok, req.version()};
         res.set(http::field::server, "xoauth2-proxy");
         res.keep_alive(req.keep_alive());
-        std::string target(req.target());
-        if (req.method() != http::verb::get && req.method() != http::verb::head) {
-            res.result(http::status::method_not_allowed);
-            res.body() = "GET only\n";
-        } else if (target == "/healthz") {
-            res.set(http::field::content_type, "text/plain");
-            res.body() = "ok\n";
-        } else if (target == "/status") {
-            res.set(http::field::content_type, "application/json");
-            res.body() = render_status_json(*s);
-        } else if (target == "/metrics") {
-            res.set(http::field::content_type, "text/plain; version=0.0.4");
-            res.body() = render_metrics(*s);
-        } else {
-            res.result(http::status::not_found);
-            res.body() = "not found: try /healthz, /status, /metrics\n";
-        }
+        respond(req, res, *s);
         res.prepare_payload();
         co_await http::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
         if (ec || !res.keep_alive()) break;
@@ -127,7 +144,8 @@ std::string render_status_json(const Services& s) {
         conns[name] = std::move(cj);
     }
     j["connections"] = std::move(conns);
-    return j.dump(2) + "\n";
+    // Mailboxes and providers' texts are outside bytes: invalid UTF-8 becomes U+FFFD.
+    return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 std::string render_metrics(const Services& s) {

@@ -4,6 +4,7 @@
 #include <openssl/rand.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "net/tls.hpp"
@@ -31,17 +32,124 @@ std::string new_session_id() {
 }
 
 namespace {
+// Gives the slot in kdf_pending back however the check ends.
+struct KdfSlot {
+    std::shared_ptr<Services> s;
+    bool held = true;
+    void release() {
+        if (held) --s->kdf_pending;
+        held = false;
+    }
+    ~KdfSlot() { release(); }
+};
+
 awaitable<const config::User*> slow_check(std::shared_ptr<Services> s, std::string login, std::string password) {
+    KdfSlot slot{s};
     const config::User* u = s->authenticator->check(login, password);
     malloc_trim(0);   // scrypt used 16 MB on this thread: give it back instead of keeping it as RSS
+    slot.release();   // before the caller resumes
     co_return u;
+}
+
+bool take_kdf_slot(Services& s, int limit) {
+    int n = s.kdf_pending.load();
+    do {
+        if (n >= limit) return false;
+    } while (!s.kdf_pending.compare_exchange_weak(n, n + 1));
+    return true;
 }
 }  // namespace
 
-awaitable<const config::User*> check_login(std::shared_ptr<Services> s, std::string login, std::string password) {
-    if (const config::User* u = s->authenticator->check_cached(login, password)) co_return u;
-    co_return co_await asio::co_spawn(s->kdf_pool.get_executor(), slow_check(s, std::move(login), std::move(password)),
-                                      use_awaitable);
+// The waiters of one login's cold check: their timers are cancelled on their
+// own executors when it ends.
+struct Services::KdfFlight {
+    std::mutex mu;
+    bool done = false;
+    std::vector<std::shared_ptr<asio::steady_timer>> timers;
+};
+
+namespace {
+// Registers the check of `login` (unless one is registered already) and ends
+// it however the caller's coroutine ends.
+struct KdfFlightGuard {
+    std::shared_ptr<Services> s;
+    std::string login;
+    std::shared_ptr<Services::KdfFlight> mine;
+    KdfFlightGuard(std::shared_ptr<Services> services, std::string l) : s(std::move(services)), login(std::move(l)) {
+        std::lock_guard lock(s->kdf_mu);
+        auto& slot = s->kdf_flights[login];
+        if (!slot) slot = mine = std::make_shared<Services::KdfFlight>();
+    }
+    ~KdfFlightGuard() {
+        if (!mine) return;
+        {
+            std::lock_guard lock(s->kdf_mu);
+            s->kdf_flights.erase(login);
+        }
+        std::lock_guard lock(mine->mu);
+        mine->done = true;
+        for (auto& t : mine->timers) asio::post(t->get_executor(), [t] { t->cancel(); });
+    }
+};
+
+// The running check of `login`, if any, to wait for.
+std::shared_ptr<Services::KdfFlight> running_check(Services& s, const std::string& login) {
+    std::lock_guard lock(s.kdf_mu);
+    auto it = s.kdf_flights.find(login);
+    return it == s.kdf_flights.end() ? nullptr : it->second;
+}
+}  // namespace
+
+awaitable<LoginResult> check_login(std::shared_ptr<Services> s, std::string login, std::string password, int limit) {
+    LoginResult r;
+    r.user = s->authenticator->check_cached(login, password);
+    if (r.user) co_return r;
+    if (auto running = running_check(*s, login)) {
+        auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor, std::chrono::seconds(2));
+        bool wait = false;
+        {
+            std::lock_guard lock(running->mu);
+            if (!running->done) {
+                running->timers.push_back(timer);
+                wait = true;
+            }
+        }
+        running.reset();
+        if (wait) {
+            error_code ec;
+            co_await timer->async_wait(asio::redirect_error(use_awaitable, ec));
+        }
+        r.user = s->authenticator->check_cached(login, password);
+        if (r.user) co_return r;
+    }
+    if (!take_kdf_slot(*s, limit)) {
+        r.busy = true;
+        co_return r;
+    }
+    KdfFlightGuard flight(s, login);
+    r.user = co_await asio::co_spawn(s->kdf_pool.get_executor(), slow_check(s, login, std::move(password)),
+                                     use_awaitable);
+    co_return r;
+}
+
+awaitable<LoginResult> attempt_login(std::shared_ptr<Services> s, std::string ip, std::string login,
+                                     std::string password) {
+    LoginResult r;
+    if (s->throttle.refuse_now(ip)) {
+        r.busy = true;
+        co_return r;
+    }
+    int limit = s->kdf_max_pending;
+    if (s->throttle.recently_failed(ip)) limit = std::max(1, limit / 2);
+    r = co_await check_login(s, std::move(login), std::move(password), limit);
+    if (r.busy) co_return r;
+    if (r.user) {
+        s->throttle.record_success(ip);
+    } else {
+        s->throttle.record_failure(ip);
+        ++s->counters.auth_failed;
+    }
+    co_return r;
 }
 
 uint64_t Services::register_idle_closer(std::function<void()> close) {
@@ -72,21 +180,14 @@ void Services::drain() {
 }
 
 awaitable<LoginResult> local_login(std::shared_ptr<Services> s, net::Link& client, std::string ip,
-                                           std::string login, std::string password) {
+                                   std::string login, std::string password) {
     if (auto delay = s->throttle.delay_for(ip); delay.count() > 0) {
         error_code ec;
         co_await client.flush(ec);
         asio::steady_timer t(co_await asio::this_coro::executor, delay);
         co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
     }
-    const config::User* u = co_await check_login(s, std::move(login), std::move(password));
-    if (u) {
-        s->throttle.record_success(ip);
-    } else {
-        s->throttle.record_failure(ip);
-        ++s->counters.auth_failed;
-    }
-    co_return LoginResult{u, false};
+    co_return co_await attempt_login(s, std::move(ip), std::move(login), std::move(password));
 }
 
 bool plaintext_auth_allowed(const config::Listener& l, bool tls_active, const std::string& ip) {

@@ -52,6 +52,17 @@ struct Services {
     std::string hostname;
     Counters counters;
     asio::thread_pool kdf_pool{1};   // password hashing off the I/O threads
+    // Checks queued on or running in kdf_pool. At most kdf_max_pending (a KDF
+    // costs ~50 ms, so a cold login waits at most ~0.4 s); addresses that
+    // failed recently may fill only half of it. Over the bound: "busy" at once.
+    std::atomic<int> kdf_pending{0};
+    int kdf_max_pending = 8;
+    // Cold checks running, by login: a second check for the same login waits
+    // for the first (then usually hits the credential cache) instead of taking
+    // a slot, so 50 sessions of one device starting at once cost one KDF.
+    struct KdfFlight;
+    std::mutex kdf_mu;
+    std::map<std::string, std::shared_ptr<KdfFlight>> kdf_flights;
 
     // Shutdown (SIGTERM): sessions register a closer for while they wait for a
     // command; drain() sets `draining` and closes the waiting ones, so only
@@ -73,20 +84,33 @@ std::shared_ptr<Services> make_services(const config::Config& cfg, std::vector<s
 // "1a2b3c4d": short random session ids for log lines.
 std::string new_session_id();
 
-// Checks a local login off the I/O threads (a KDF costs milliseconds); a login
-// verified before is answered from the authenticator's cache without the hop.
-awaitable<const config::User*> check_login(std::shared_ptr<Services> s, std::string login, std::string password);
-
-// A session's local login, whatever the protocol: waits first when `ip` failed
-// repeatedly (after sending the client what is queued), checks, and keeps the
-// throttle and the counters. user is nullptr for a wrong password or unknown
-// login; busy when the check could not run now (try again later).
+// The answer to a local login: the user, or nullptr for a wrong password or
+// unknown login; `busy` when it was not checked at all (the password-hashing
+// queue is full, or the service is under attack and this address failed
+// recently): a temporary failure for the client, not a wrong password.
 struct LoginResult {
     const config::User* user = nullptr;
     bool busy = false;
 };
+
+// Checks a local login off the I/O threads (a KDF costs milliseconds); a login
+// verified before is answered from the authenticator's cache without the hop;
+// while a check for the same login runs, waits for it first (at most 2 s).
+// Callers run on a strand or a single-threaded executor (sessions do).
+// `limit`: the most checks that may be pending in kdf_pool, this one included;
+// beyond it the answer is busy at once.
+awaitable<LoginResult> check_login(std::shared_ptr<Services> s, std::string login, std::string password, int limit);
+
+// One attempt from `ip` without any delay: refused as busy under attack for an
+// address that failed recently, else checked (addresses that failed recently
+// get half the queue); keeps the throttle and the counters.
+awaitable<LoginResult> attempt_login(std::shared_ptr<Services> s, std::string ip, std::string login,
+                                     std::string password);
+
+// A session's local login, whatever the protocol: waits first when `ip` failed
+// repeatedly (after sending the client what is queued), then attempt_login().
 awaitable<LoginResult> local_login(std::shared_ptr<Services> s, net::Link& client, std::string ip,
-                                           std::string login, std::string password);
+                                   std::string login, std::string password);
 
 bool is_loopback(const std::string& ip);
 

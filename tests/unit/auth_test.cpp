@@ -223,7 +223,43 @@ TEST(AuthThrottle, DelaysGrowPerAddress) {
     EXPECT_EQ(t.delay_for("192.0.2.2"), 0ms);
     EXPECT_EQ(t.delay_for("2001:db8::1"), 0ms);
     t.record_success(ip);
+    EXPECT_EQ(t.delay_for(ip), 15000ms);   // a success halves the count, it does not clear it
+}
+
+TEST(AuthThrottle, SuccessDecaysInsteadOfClearing) {
+    FailureThrottle t;
+    const std::string ip = "192.0.2.1";
+    for (int i = 0; i < 4; ++i) t.record_failure(ip);
+    EXPECT_EQ(t.delay_for(ip), 4000ms);
+    t.record_success(ip);                    // 4 -> 2
+    EXPECT_EQ(t.delay_for(ip), 1000ms);
+    t.record_success(ip);                    // 2 -> 1
     EXPECT_EQ(t.delay_for(ip), 0ms);
+    EXPECT_TRUE(t.recently_failed(ip));
+    t.record_success(ip);                    // 1 -> 0: forgotten
+    EXPECT_FALSE(t.recently_failed(ip));
+    EXPECT_EQ(t.size(), 0u);
+}
+
+TEST(AuthThrottle, GlobalThresholdRefusesAddressesWithRecentFailuresFirst) {
+    FailureThrottle t(10min, 100000, 50, 1min);
+    for (int i = 0; i < 49; ++i) t.record_failure("10.0.0." + std::to_string(i));
+    EXPECT_FALSE(t.under_attack());
+    EXPECT_FALSE(t.refuse_now("10.0.0.1"));
+    t.record_failure("10.0.0.49");           // 50 failures from 50 addresses within a minute
+    EXPECT_TRUE(t.under_attack());
+    EXPECT_TRUE(t.refuse_now("10.0.0.1"));   // failed recently: refused first
+    EXPECT_FALSE(t.refuse_now("10.0.1.1"));  // no failures: keeps its turn
+    EXPECT_EQ(t.delay_for("10.0.0.1"), 0ms); // one failure each: no per-address delay
+}
+
+TEST(AuthThrottle, GlobalWindowPasses) {
+    FailureThrottle t(10min, 100000, 5, 50ms);
+    for (int i = 0; i < 5; ++i) t.record_failure("10.0.0." + std::to_string(i));
+    EXPECT_TRUE(t.under_attack());
+    std::this_thread::sleep_for(80ms);
+    EXPECT_FALSE(t.under_attack());
+    EXPECT_FALSE(t.refuse_now("10.0.0.1"));
 }
 
 TEST(AuthThrottle, FailuresDecayAfterTheWindow) {
