@@ -89,6 +89,7 @@ struct Connection {
     SaslMechanism sasl = SaslMechanism::xoauth2;
     std::string ca_file;                          // extra CA for upstream and token endpoint
     std::chrono::seconds refresh_window{300};     // renew this long before expiry
+    long long secret_expires = 0;                 // unix time (00:00 UTC) the client secret expires; 0: not given
     int line = 0;
     // true when the flow issues one token per mailbox (service account, interactive flows)
     bool token_per_mailbox() const;

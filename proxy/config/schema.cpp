@@ -58,6 +58,7 @@ const Section kConnection{"connections.NAME", {
     {.name = "ca_file", .type = T::path},
     {.name = "sasl", .type = T::choice, .def = "xoauth2", .choices = "xoauth2|oauthbearer"},
     {.name = "refresh_window", .type = T::duration, .def = "300s", .lo = 0, .hi = 3000 * kSec},
+    {.name = "secret_expires", .type = T::string},    // YYYY-MM-DD; client secret's expiry, for warnings
 }};
 
 const Section kUpstream{"connections.NAME.smtp|imap|pop3", {
