@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "diagnose/diagnose.hpp"
+#include "diagnose/expiry.hpp"
 
 namespace xo::server {
 
@@ -86,6 +87,8 @@ std::string render_status_json(const Services& s) {
     auto entries = s.tokens->status();
     nlohmann::json conns = nlohmann::json::object();
     auto now = std::chrono::system_clock::now();
+    auto expiries = diagnose::credential_expiries(s.cfg);
+    nlohmann::json warnings = nlohmann::json::array();
     for (const auto& [name, conn] : s.cfg.connections) {
         nlohmann::json cj;
         cj["provider"] = config::to_string(conn.provider);
@@ -124,9 +127,28 @@ std::string render_status_json(const Services& s) {
         else if (any_ok) cj["state"] = "active";
         cj["token_requests"] = requests;
         cj["token_failures"] = failures;
+        cj["credentials"] = nlohmann::json::array();
+        for (const auto& e : expiries) {
+            if (e.connection != name) continue;
+            nlohmann::json ej{{"kind", e.kind}, {"what", e.what}};
+            if (!e.mailbox.empty()) ej["mailbox"] = e.mailbox;
+            if (e.expires_at) {
+                ej["expires_at"] = e.expires_at;
+                ej["expires_in"] = e.expires_at - unix_time(now);
+            } else {
+                ej["problem"] = e.problem;
+            }
+            if (diagnose::due(e, unix_time(now))) {
+                ej["warning"] = diagnose::describe(e, unix_time(now));
+                ej["advice"] = diagnose::expiry_advice(e);
+                warnings.push_back(ej["warning"]);
+            }
+            cj["credentials"].push_back(std::move(ej));
+        }
         conns[name] = std::move(cj);
     }
     j["connections"] = std::move(conns);
+    j["warnings"] = std::move(warnings);
     return j.dump(2) + "\n";
 }
 
@@ -160,6 +182,20 @@ std::string render_metrics(const Services& s) {
     o += "# HELP xoauth2_token_failures_total Failed token requests, by connection.\n# TYPE xoauth2_token_failures_total counter\n";
     for (const auto& [name, v] : per_conn)
         o += "xoauth2_token_failures_total{connection=\"" + label(name) + "\"} " + std::to_string(v.second) + "\n";
+    // Seconds until each credential expires (negative: expired); the soonest per connection and kind.
+    std::map<std::pair<std::string, std::string>, long long> expiry;
+    for (const auto& e : diagnose::credential_expiries(s.cfg)) {
+        if (!e.expires_at) continue;
+        auto key = std::make_pair(e.connection, e.kind);
+        long long left = e.expires_at - unix_time(std::chrono::system_clock::now());
+        auto it = expiry.find(key);
+        if (it == expiry.end() || left < it->second) expiry[key] = left;
+    }
+    o += "# HELP xoauth2_credential_expiry_seconds Seconds until a credential expires (certificate, client secret, "
+         "refresh token idle limit).\n# TYPE xoauth2_credential_expiry_seconds gauge\n";
+    for (const auto& [key, left] : expiry)
+        o += "xoauth2_credential_expiry_seconds{connection=\"" + label(key.first) + "\",kind=\"" + key.second + "\"} " +
+             std::to_string(left) + "\n";
     o += "# HELP xoauth2_upstream_open_seconds Time to open an upstream session (connect, TLS, AUTH).\n";
     o += "# TYPE xoauth2_upstream_open_seconds histogram\n";
     uint64_t cumulative = 0;
