@@ -7,294 +7,60 @@
 // Never prints a token or a secret.
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <iostream>
 
 #include <spdlog/spdlog.h>
 
-#include "asio.hpp"
 #include "cli/commands.hpp"
-#include "diagnose/diagnose.hpp"
-#include "imap/parser.hpp"
-#include "imap/upstream.hpp"
+#include "cli/probe.hpp"
 #include "net/tls.hpp"
-#include "oauth/token_cache.hpp"
-#include "pop3/parser.hpp"
-#include "pop3/upstream.hpp"
-#include "smtp/upstream.hpp"
 
 namespace xo::cli {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 struct Options {
-    std::string connection, mailbox, from, to, hostname;
-    std::vector<std::string> protocols;   // "smtp", "imap", "pop3", in that order
+    std::string connection;
+    ProbeOptions probe;
 };
 
-// The steps as they pass, and the first failure.
-struct Report {
-    Clock::time_point started = Clock::now(), last = Clock::now();
-    std::string failed_at, cause, fix;
-    std::vector<std::string> worked;
-
-    long long lap() {
-        auto now = Clock::now();
-        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - last).count();
-        last = now;
-        return ms;
-    }
-    void line(const std::string& step, const char* result, const std::string& detail) {
-        char head[64];
-        std::snprintf(head, sizeof head, "  %6lld ms  %-18s %-6s ", lap(), step.c_str(), result);
-        std::cout << head << detail << "\n" << std::flush;
-    }
-    void ok(const std::string& step, const std::string& detail) { line(step, "ok", detail); }
-    // A failed step: what was seen, then the table's cause and fix (or the best words there are).
-    void failed(const std::string& step, const std::string& detail, const diagnose::Row* row,
-                const std::string& fallback_fix = "") {
-        line(step, "FAILED", detail);
-        std::string c = row ? std::string(row->cause) : "not in the diagnosis table: see the answer above";
-        std::string f = row ? std::string(row->fix)
-                            : fallback_fix.empty() ? "check the connection's settings against the answer above"
-                                                   : fallback_fix;
-        std::cout << "             cause: " << c << "\n             fix:   " << f << "\n" << std::flush;
-        if (failed_at.empty()) {
-            failed_at = step;
-            cause = c;
-            fix = f;
-        }
-    }
-};
-
-// The server's words at the end of an UpstreamError detail ("... refused: 535 5.7.3 ...").
-std::string server_words(const std::string& detail) {
-    for (const char* mark : {"refused: ", "greeting: ", "EHLO: ", "STARTTLS: ", "CAPABILITY: ", "STLS: ", "CAPA: "}) {
-        auto at = detail.rfind(mark);
-        if (at != std::string::npos) return detail.substr(at + std::strlen(mark));
-    }
-    auto at = detail.rfind(": ");
-    return at == std::string::npos ? detail : detail.substr(at + 2);
-}
-
-void explain_open_failure(Report& rep, const std::string& protocol, const net::UpstreamError& err) {
-    using K = net::UpstreamError::Kind;
-    const diagnose::Row* row = nullptr;
-    std::string step = protocol + " ";
-    switch (err.kind) {
-        case K::token: step += "token"; break;   // a fresh token after a refusal
-        case K::connect:
-            step += "connect";
-            row = diagnose::find_condition("connect");
-            break;
-        case K::tls:
-            step += "tls";
-            row = diagnose::find_condition(err.detail.find("does not offer") != std::string::npos ? "no_starttls" : "tls");
-            break;
-        case K::auth:
-            step += "authenticate";
-            row = err.detail.find("does not offer") != std::string::npos ? diagnose::find_condition("no_mechanism")
-                                                                         : diagnose::match_reply(server_words(err.detail));
-            break;
-        case K::protocol:
-        case K::none:
-            step += "session";
-            row = diagnose::match_reply(server_words(err.detail));
-            break;
-    }
-    rep.failed(step, err.detail, row, err.advice);
-}
-
-std::string reply_text(const smtp::Reply& r, const error_code& ec) {
-    return ec ? ec.message() : std::to_string(r.code) + " " + r.text();
-}
-
-// Reports the steps of open() as they pass.
-void observe(net::UpstreamBase& up, Report* rep, const std::string& protocol, const config::Connection* conn,
-             const config::Upstream& where, const std::string& mailbox) {
-    std::string mech = conn->sasl == config::SaslMechanism::oauthbearer ? "OAUTHBEARER" : "XOAUTH2";
-    up.observe_steps([rep, &up, protocol, where, mailbox, mech](const char* step) {
-        std::string s = step;
-        if (s == "connect") rep->ok(protocol + " connect", where.text());
-        else if (s == "tls") rep->ok(protocol + " tls", up.tls_description() + ", certificate verified for " + where.host);
-        else rep->ok(protocol + " authenticate", mech + " as " + mailbox);
-    });
-}
-
-awaitable<bool> test_smtp(const config::Connection* conn, Options o, std::shared_ptr<oauth::TokenCache> cache,
-                          std::shared_ptr<ssl::context> tls, Report* rep) {
-    smtp::Upstream up(co_await asio::this_coro::executor, *conn, o.mailbox, cache, tls, o.hostname);
-    observe(up, rep, "smtp", conn, conn->smtp, o.mailbox);
-    net::UpstreamError err;
-    if (!co_await up.open(err)) {
-        explain_open_failure(*rep, "smtp", err);
-        up.link().close();
-        co_return false;
-    }
-    error_code ec;
-    smtp::Reply r = co_await up.command("MAIL FROM:<" + o.from + ">", ec);
-    if (ec || r.code != 250) {
-        rep->failed("smtp MAIL FROM", "MAIL FROM:<" + o.from + "> " + reply_text(r, ec),
-                    ec ? nullptr : diagnose::match_reply(reply_text(r, ec)));
-        up.link().close();
-        co_return false;
-    }
-    rep->ok("smtp MAIL FROM", "<" + o.from + ">: " + reply_text(r, ec));
-    r = co_await up.command("RCPT TO:<" + o.to + ">", ec);
-    if (ec || (r.code != 250 && r.code != 251)) {
-        rep->failed("smtp RCPT TO", "RCPT TO:<" + o.to + "> " + reply_text(r, ec),
-                    ec ? nullptr : diagnose::match_reply(reply_text(r, ec)));
-        up.link().close();
-        co_return false;
-    }
-    rep->ok("smtp RCPT TO", "<" + o.to + ">: " + reply_text(r, ec));
-    r = co_await up.command("RSET", ec);
-    if (ec || r.code != 250) {
-        rep->failed("smtp RSET", reply_text(r, ec), nullptr);
-        up.link().close();
-        co_return false;
-    }
-    rep->ok("smtp RSET", reply_text(r, ec) + " (nothing was sent)");
-    co_await up.quit();
-    co_return true;
-}
-
-awaitable<bool> test_imap(const config::Connection* conn, Options o, std::shared_ptr<oauth::TokenCache> cache,
-                          std::shared_ptr<ssl::context> tls, Report* rep) {
-    imap::Upstream up(co_await asio::this_coro::executor, *conn, o.mailbox, cache, tls);
-    observe(up, rep, "imap", conn, conn->imap, o.mailbox);
-    net::UpstreamError err;
-    if (!co_await up.open(err)) {
-        explain_open_failure(*rep, "imap", err);
-        up.link().close();
-        co_return false;
-    }
-    error_code ec;
-    net::Link& link = up.link();
-    link.queue("t1 SELECT INBOX\r\n");
-    std::string exists = "?", tagged;
-    bool selected = false;
-    for (int i = 0; i < 200 && !ec; ++i) {
-        std::string l = co_await link.read_line(65536, ec);
-        if (ec) break;
-        imap::ResponseLine r = imap::parse_response_line(l);
-        if (r.kind == imap::ResponseLine::Kind::untagged && l.size() > 7 && l.substr(l.size() - 7) == " EXISTS")
-            exists = l.substr(2, l.size() - 9);
-        if (r.kind == imap::ResponseLine::Kind::tagged && r.tag == "t1") {
-            selected = r.status == "OK";
-            tagged = l;
-            break;
-        }
-    }
-    if (!selected) {
-        std::string said = ec ? ec.message() : tagged;
-        rep->failed("imap SELECT INBOX", said, ec ? nullptr : diagnose::match_reply(said.substr(std::min<std::size_t>(3, said.size()))));
-        link.close();
-        co_return false;
-    }
-    rep->ok("imap SELECT INBOX", exists + " message(s)");
-    link.queue("t2 LOGOUT\r\n");
-    bool bye = false;
-    for (int i = 0; i < 10 && !ec; ++i) {
-        std::string l = co_await link.read_line(65536, ec);
-        if (!ec && l.rfind("t2 ", 0) == 0) {
-            bye = true;
-            break;
-        }
-    }
-    rep->ok("imap LOGOUT", bye ? "OK" : "connection closed");
-    link.close();
-    co_return true;
-}
-
-awaitable<bool> test_pop3(const config::Connection* conn, Options o, std::shared_ptr<oauth::TokenCache> cache,
-                          std::shared_ptr<ssl::context> tls, Report* rep) {
-    pop3::Upstream up(co_await asio::this_coro::executor, *conn, o.mailbox, cache, tls);
-    observe(up, rep, "pop3", conn, conn->pop3, o.mailbox);
-    net::UpstreamError err;
-    if (!co_await up.open(err)) {
-        explain_open_failure(*rep, "pop3", err);
-        up.link().close();
-        co_return false;
-    }
-    error_code ec;
-    std::string l = co_await up.command("STAT", ec);
-    if (ec || pop3::parse_status(l).kind != pop3::Status::Kind::ok) {
-        std::string said = ec ? ec.message() : l;
-        rep->failed("pop3 STAT", said, ec ? nullptr : diagnose::match_reply(said));
-        up.link().close();
-        co_return false;
-    }
-    rep->ok("pop3 STAT", l);
-    l = co_await up.command("QUIT", ec);
-    rep->ok("pop3 QUIT", ec ? "connection closed" : l);
-    up.link().close();
-    co_return true;
-}
-
-awaitable<void> run_test(const config::Connection* conn, Options o, std::shared_ptr<oauth::TokenCache> cache,
-                         std::shared_ptr<ssl::context> tls, Report* rep) {
-    oauth::TokenResult tr = co_await cache->get(conn->name, o.mailbox);
-    if (!tr.ok()) {
-        const auto& e = tr.error;
-        rep->failed("token", e.summary() + " (from " + conn->token_url + ")",
-                    diagnose::match_token_error(e.code, e.error, e.description));
-        co_return;
-    }
-    auto left = std::chrono::duration_cast<std::chrono::seconds>(tr.token->expires_wall - std::chrono::system_clock::now());
-    rep->ok("token", "obtained from " + conn->token_url + ", expires in " + std::to_string(left.count()) + " s");
-    for (const auto& p : o.protocols) {
-        bool ok = false;
-        if (p == "smtp") ok = co_await test_smtp(conn, o, cache, tls, rep);
-        else if (p == "imap") ok = co_await test_imap(conn, o, cache, tls, rep);
-        else ok = co_await test_pop3(conn, o, cache, tls, rep);
-        if (ok) rep->worked.push_back(p);
-    }
-}
-
-// The mailbox to test with when none is given: the first user's or sender's of the connection.
-std::string default_mailbox(const config::Config& cfg, const std::string& name) {
-    for (const auto& u : cfg.users)
-        if (u.connection == name) return u.mailbox;
-    for (const auto& s : cfg.senders)
-        if (s.connection == name) {
-            if (!s.mailbox.empty()) return s.mailbox;
-            if (s.pattern.find('*') == std::string::npos) return s.pattern;
-        }
-    return "";
+void print_step(const ProbeStep& s) {
+    char head[64];
+    std::snprintf(head, sizeof head, "  %6lld ms  %-18s %-6s ", s.ms, s.name.c_str(), s.result.c_str());
+    std::cout << head << s.detail << "\n";
+    if (s.result != "ok") std::cout << "             cause: " << s.cause << "\n             fix:   " << s.fix << "\n";
+    std::cout << std::flush;
 }
 
 }  // namespace
 
 int test_command(const config::Config& cfg, const std::vector<std::string>& args) {
-    Options o;
+    Options opt;
+    ProbeOptions& o = opt.probe;
     for (std::size_t i = 1; i < args.size(); ++i) {
         const std::string& a = args[i];
         if (a == "--mailbox" && i + 1 < args.size()) o.mailbox = args[++i];
         else if (a == "--from" && i + 1 < args.size()) o.from = args[++i];
         else if (a == "--to" && i + 1 < args.size()) o.to = args[++i];
         else if (a == "--smtp" || a == "--imap" || a == "--pop3") o.protocols.push_back(a.substr(2));
-        else if (o.connection.empty() && a.rfind("--", 0) != 0) o.connection = a;
+        else if (opt.connection.empty() && a.rfind("--", 0) != 0) opt.connection = a;
         else {
             std::cerr << "test: unexpected argument '" << a << "'\n";
             return 2;
         }
     }
-    if (o.connection.empty()) {
+    if (opt.connection.empty()) {
         std::cerr << "usage: xoauth2-proxy test CONNECTION [--mailbox ADDRESS] [--from A] [--to A] [--smtp] [--imap] [--pop3]\n";
         return 2;
     }
-    const config::Connection* conn = cfg.find_connection(o.connection);
+    const config::Connection* conn = cfg.find_connection(opt.connection);
     if (!conn) {
-        std::cerr << "test: no connection named '" << o.connection << "' in " << cfg.file << "\n";
+        std::cerr << "test: no connection named '" << opt.connection << "' in " << cfg.file << "\n";
         return 2;
     }
-    if (o.mailbox.empty()) o.mailbox = default_mailbox(cfg, o.connection);
+    if (o.mailbox.empty()) o.mailbox = default_mailbox(cfg, opt.connection);
     if (o.mailbox.empty()) {
-        std::cerr << "test: no user or sender uses connection " << o.connection << ": give --mailbox ADDRESS\n";
+        std::cerr << "test: no user or sender uses connection " << opt.connection << ": give --mailbox ADDRESS\n";
         return 2;
     }
     // The steps say what happened; the token cache's info lines would only repeat it.
@@ -307,44 +73,36 @@ int test_command(const config::Config& cfg, const std::vector<std::string>& args
 
     std::string protocols;
     for (const auto& p : o.protocols) protocols += (protocols.empty() ? "" : ", ") + p;
-    std::cout << "testing connection " << o.connection << " (" << config::to_string(conn->provider) << " "
+    std::cout << "testing connection " << opt.connection << " (" << config::to_string(conn->provider) << " "
               << config::to_string(conn->flow) << ") for mailbox " << o.mailbox << ": " << protocols << "\n";
-    Report rep;
+    auto rep = std::make_shared<ProbeReport>();
+    rep->on_step = print_step;
     auto verdict = [&]() {
-        auto total = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - rep.started).count();
-        if (rep.failed_at.empty()) {
-            std::cout << "verdict: OK: connection " << o.connection << " works for " << o.mailbox << " over " << protocols
-                      << " (" << total << " ms)\n";
+        if (rep->ok()) {
+            std::cout << "verdict: OK: connection " << opt.connection << " works for " << o.mailbox << " over "
+                      << protocols << " (" << rep->total_ms() << " ms)\n";
             return 0;
         }
-        std::cout << "verdict: FAILED at " << rep.failed_at << ": " << rep.cause << "\n";
+        std::cout << "verdict: FAILED at " << rep->failed_at << ": " << rep->cause << "\n";
         return 1;
     };
-    for (const auto& p : o.protocols) {
-        const config::Upstream& where = p == "smtp" ? conn->smtp : p == "imap" ? conn->imap : conn->pop3;
-        if (!where.set())
-            rep.failed(p, "connection " + o.connection + " has no " + p + " server", nullptr,
-                       "add '" + p + ": HOST:PORT' to connection " + o.connection);
-    }
-    if (!rep.failed_at.empty()) return verdict();
-
     std::vector<std::string> problems;
     config::Config one = cfg;
-    one.connections = {{o.connection, *conn}};
+    one.connections = {{opt.connection, *conn}};
     std::shared_ptr<oauth::TokenCache> cache = oauth::make_token_cache(one, problems);
     if (!problems.empty()) {
-        rep.failed("token", problems.front(), nullptr, "fix the connection's settings named above (xoauth2-proxy --check)");
+        rep->failed("token", problems.front(), nullptr, "fix the connection's settings named above (xoauth2-proxy --check)");
         return verdict();
     }
     std::shared_ptr<ssl::context> tls;
     try {
         tls = net::make_client_context(conn->ca_file);
     } catch (const std::exception& e) {
-        rep.failed("tls", e.what(), nullptr, "fix ca_file");
+        rep->failed("tls", e.what(), nullptr, "fix ca_file");
         return verdict();
     }
     asio::io_context io;
-    asio::co_spawn(io, run_test(conn, o, cache, tls, &rep), asio::detached);
+    asio::co_spawn(io, run_probe(*conn, o, cache, tls, rep), asio::detached);
     io.run();
     return verdict();
 }
