@@ -109,6 +109,7 @@ struct Sender {
 struct Admin {
     std::string host = "127.0.0.1";
     uint16_t port = 0;                           // 0: no admin listener
+    std::string password_hash;                   // the web console's password (scrypt); empty: no console
 };
 
 // xoauth2-milter's settings (the `milter:` section).

@@ -87,6 +87,7 @@ const Section kSender{"senders[]", {
 
 const Section kAdmin{"admin", {
     {.name = "bind", .type = T::host_port, .required = true},
+    {.name = "password_hash", .type = T::string},     // the web console's password; no console without it
 }};
 
 const Section kTokens{"tokens", {

@@ -5,6 +5,7 @@
 
 #include "diagnose/diagnose.hpp"
 #include "diagnose/expiry.hpp"
+#include "server/console.hpp"
 
 namespace xo::server {
 
@@ -27,7 +28,10 @@ std::string label(const std::string& v) {
     return o;
 }
 
-awaitable<void> serve(tcp::socket socket, std::shared_ptr<Services> s) {
+awaitable<void> serve(tcp::socket socket, std::shared_ptr<Services> s, std::shared_ptr<Console> console) {
+    error_code peer_ec;
+    auto peer = socket.remote_endpoint(peer_ec);
+    std::string ip = peer_ec ? "?" : peer.address().to_string();
     beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer;
     for (;;) {
@@ -40,7 +44,9 @@ awaitable<void> serve(tcp::socket socket, std::shared_ptr<Services> s) {
         res.set(http::field::server, "xoauth2-proxy");
         res.keep_alive(req.keep_alive());
         std::string target(req.target());
-        if (req.method() != http::verb::get && req.method() != http::verb::head) {
+        bool console_answered = co_await console->handle(req, res, ip);
+        if (console_answered) {
+        } else if (req.method() != http::verb::get && req.method() != http::verb::head) {
             res.result(http::status::method_not_allowed);
             res.body() = "GET only\n";
         } else if (target == "/healthz") {
@@ -64,14 +70,15 @@ awaitable<void> serve(tcp::socket socket, std::shared_ptr<Services> s) {
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
 }
 
-awaitable<void> accept_loop(std::shared_ptr<tcp::acceptor> acceptor, std::shared_ptr<Services> s) {
+awaitable<void> accept_loop(std::shared_ptr<tcp::acceptor> acceptor, std::shared_ptr<Services> s,
+                            std::shared_ptr<Console> console) {
     for (;;) {
         error_code ec;
         tcp::socket socket = co_await acceptor->async_accept(asio::redirect_error(use_awaitable, ec));
         if (ec == asio::error::operation_aborted) co_return;
         if (ec) continue;
         auto ex = socket.get_executor();
-        asio::co_spawn(ex, serve(std::move(socket), s), asio::detached);
+        asio::co_spawn(ex, serve(std::move(socket), s, console), asio::detached);
     }
 }
 
@@ -227,8 +234,10 @@ void start_admin(asio::io_context& io, std::shared_ptr<Services> s) {
     if (!ec) acceptor->listen(64, ec);
     if (ec) throw std::runtime_error("admin: cannot listen on " + s->cfg.admin.host + ":" +
                                      std::to_string(s->cfg.admin.port) + ": " + ec.message());
-    spdlog::info("admin listener on {}:{} (/healthz /status /metrics)", s->cfg.admin.host, s->cfg.admin.port);
-    asio::co_spawn(io, accept_loop(acceptor, s), asio::detached);
+    auto console = std::make_shared<Console>(s);
+    spdlog::info("admin listener on {}:{} (/healthz /status /metrics{})", s->cfg.admin.host, s->cfg.admin.port,
+                 console->enabled() ? ", web console at /" : "");
+    asio::co_spawn(io, accept_loop(acceptor, s, console), asio::detached);
 }
 
 }  // namespace xo::server

@@ -2,7 +2,8 @@
 // GET /status (JSON: each connection's token state, last error with its code
 // and advice, credential expiries with warnings from 30 days ahead, counters)
 // and GET /metrics (Prometheus text format 0.0.4, with
-// xoauth2_credential_expiry_seconds{connection,kind}).
+// xoauth2_credential_expiry_seconds{connection,kind}); with admin.password_hash
+// also the web console (server/console.hpp).
 // Nothing it serves contains a secret or a token.
 #pragma once
 #include <memory>

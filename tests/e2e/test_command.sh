@@ -191,6 +191,8 @@ assert rt["mailbox"] == "bob@contoso.test" and 89 * 86400 < rt["expires_in"] <= 
 check "/metrics: xoauth2_credential_expiry_seconds for secret, certificate and refresh token" bash -c \
   "grep -qE '^xoauth2_credential_expiry_seconds\{connection=\"ms-secret\",kind=\"secret\"\} [0-9]+$' '$WORK/metrics.txt' && grep -qE '^xoauth2_credential_expiry_seconds\{connection=\"ms-cert\",kind=\"certificate\"\} [0-9]+$' '$WORK/metrics.txt' && grep -qE '^xoauth2_credential_expiry_seconds\{connection=\"ms-device\",kind=\"refresh_token\"\} [0-9]+$' '$WORK/metrics.txt'"
 grep '^xoauth2_credential_expiry_seconds' "$WORK/metrics.txt" | sed 's/^/  /'
+check "without admin.password_hash there is no web console (GET / 404, POST /login 405)" bash -c \
+  "[ \$(curl -s -o /dev/null -w '%{http_code}' -m 5 'http://127.0.0.1:$PROXY_ADMIN/') = 404 ] && [ \$(curl -s -o /dev/null -w '%{http_code}' -m 5 -d password=x 'http://127.0.0.1:$PROXY_ADMIN/login') = 405 ]"
 check "daemon log: the warning at start, with the fix" grep -q "credential expiry: client secret of connection ms-secret expires $soon .*; fix: the client secret expires soon" "$WORK/proxy.log"
 proxy_stop
 finish
