@@ -3,6 +3,7 @@
 //   xoauth2-proxy --config FILE --check           validate, print every problem
 //   xoauth2-proxy hash-password                   read a password on stdin, print its hash
 //   xoauth2-proxy --config FILE token CONNECTION [--mailbox M] [--show]
+//   xoauth2-proxy --config FILE test CONNECTION [--mailbox M] [--smtp|--imap|--pop3]
 #include <unistd.h>
 
 #include <cstring>
@@ -25,6 +26,7 @@ void usage(std::ostream& out) {
            "       xoauth2-proxy [--config FILE] token CONNECTION [--mailbox ADDRESS] [--show]\n"
            "       xoauth2-proxy [--config FILE] authorize CONNECTION [--mailbox ADDRESS] [--device] [--port PORT]\n"
            "       xoauth2-proxy [--config FILE] status [CONNECTION]\n"
+           "       xoauth2-proxy [--config FILE] test CONNECTION [--mailbox ADDRESS] [--from A] [--to A] [--smtp] [--imap] [--pop3]\n"
            "       xoauth2-proxy [--config FILE] healthcheck   (GET /healthz of admin.bind; for containers)\n"
            "default config: /etc/xoauth2-proxy/config.yaml\n";
 }
@@ -78,6 +80,7 @@ int main(int argc, char** argv) {
     }
     if (!rest.empty() && rest[0] == "token") return xo::cli::token_command(loaded.config, rest);
     if (!rest.empty() && rest[0] == "authorize") return xo::cli::authorize_command(loaded.config, rest);
+    if (!rest.empty() && rest[0] == "test") return xo::cli::test_command(loaded.config, rest);
     if (!rest.empty() && rest[0] == "status") return xo::cli::status_command(loaded.config, rest);
     if (!rest.empty() && rest[0] == "healthcheck") return xo::cli::healthcheck_command(loaded.config);
     if (!rest.empty()) {

@@ -22,6 +22,11 @@ int authorize_command(const config::Config& cfg, const std::vector<std::string>&
 // certificate expiry. 0 when every token could be had.
 int status_command(const config::Config& cfg, const std::vector<std::string>& args);
 
+// test CONNECTION [--mailbox M] [--from A] [--to A] [--smtp] [--imap] [--pop3]: token,
+// connect, TLS, AUTH, then a transaction without sending; each step timed; a failure
+// with its cause and fix; last line "verdict: OK ..." or "verdict: FAILED at STEP: cause".
+int test_command(const config::Config& cfg, const std::vector<std::string>& args);
+
 // Runs the listeners until SIGTERM/SIGINT.
 int run_daemon(const config::Config& cfg);
 

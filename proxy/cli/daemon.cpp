@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "cli/commands.hpp"
+#include "diagnose/expiry.hpp"
 #include "server/admin.hpp"
 #include "server/listeners.hpp"
 
@@ -30,6 +31,24 @@ awaitable<void> wait_for_signal(asio::io_context& io, server::Listeners* listene
     io.stop();
 }
 
+// Credentials that expire within 30 days (or cannot be read): warned at start, then daily.
+awaitable<void> expiry_warnings(config::Config cfg) {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    for (;;) {
+        long long now = diagnose::unix_now();
+        for (const auto& e : diagnose::credential_expiries(cfg)) {
+            if (diagnose::due(e, now))
+                spdlog::warn("credential expiry: {}; fix: {}", diagnose::describe(e, now), diagnose::expiry_advice(e));
+            else if (!e.expires_at)
+                spdlog::warn("credential expiry: {}", diagnose::describe(e, now));
+        }
+        timer.expires_after(std::chrono::hours(24));
+        error_code ec;
+        co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
+        if (ec) co_return;
+    }
+}
+
 }  // namespace
 
 int run_daemon(const config::Config& cfg) {
@@ -52,6 +71,7 @@ int run_daemon(const config::Config& cfg) {
         return 1;
     }
     asio::co_spawn(io, wait_for_signal(io, &listeners, services), asio::detached);
+    asio::co_spawn(io, expiry_warnings(cfg), asio::detached);
     spdlog::info("xoauth2-proxy " XO_VERSION " ready: {} connection(s), {} user(s)", cfg.connections.size(),
                  cfg.users.size());
     unsigned n = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));

@@ -1,7 +1,6 @@
 // xoauth2-proxy status [CONNECTION]: asks each connection for a token (per
-// mailbox for per-mailbox flows) and says what state it is in and what to do.
-#include <openssl/x509.h>
-
+// mailbox for per-mailbox flows) and says what state it is in and what to do;
+// lists each credential's expiry, with a warning from 30 days ahead.
 #include <ctime>
 #include <iostream>
 #include <set>
@@ -9,6 +8,7 @@
 #include "asio.hpp"
 #include "cli/commands.hpp"
 #include "diagnose/diagnose.hpp"
+#include "diagnose/expiry.hpp"
 #include "oauth/jwt.hpp"
 #include "oauth/token_cache.hpp"
 #include "oauth/token_store.hpp"
@@ -45,20 +45,15 @@ int status_command(const config::Config& cfg, const std::vector<std::string>& ar
     std::string store_error;
     long long now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     int bad = 0;
+    auto expiries = diagnose::credential_expiries(one);
     for (const auto& [name, conn] : one.connections) {
         bool interactive = conn.flow == config::Flow::authorization_code || conn.flow == config::Flow::device_code;
         std::cout << "connection " << name << " (" << config::to_string(conn.provider) << " " << config::to_string(conn.flow)
                   << ")\n";
-        if (conn.flow == config::Flow::certificate) {
-            try {
-                auto cert = oauth::load_certificate_file(conn.certificate_file);
-                int days = 0, secs = 0;
-                ASN1_TIME_diff(&days, &secs, nullptr, X509_get0_notAfter(cert.get()));
-                std::cout << "  certificate " << conn.certificate_file << " expires in " << days << " days"
-                          << (days < 30 ? "  <- renew it and upload the new one to the app registration" : "") << "\n";
-            } catch (const std::exception& e) {
-                std::cout << "  certificate: " << e.what() << "\n";
-            }
+        for (const auto& e : expiries) {
+            if (e.connection != name) continue;
+            std::cout << "  " << diagnose::describe(e, now) << "\n";
+            if (diagnose::due(e, now)) std::cout << "    WARNING: " << diagnose::expiry_advice(e) << "\n";
         }
         std::set<std::string> mailboxes;
         if (conn.token_per_mailbox()) {

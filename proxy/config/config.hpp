@@ -93,6 +93,7 @@ struct Connection {
     SaslMechanism sasl = SaslMechanism::xoauth2;
     std::string ca_file;                          // extra CA for upstream and token endpoint
     std::chrono::seconds refresh_window{300};     // renew this long before expiry
+    long long secret_expires = 0;                 // unix time (00:00 UTC) the client secret expires; 0: not given
     int line = 0;
     // true when the flow issues one token per mailbox (service account, interactive flows)
     bool token_per_mailbox() const;
@@ -112,6 +113,7 @@ struct Sender {
 struct Admin {
     std::string host = "127.0.0.1";
     uint16_t port = 0;                           // 0: no admin listener
+    std::string password_hash;                   // the web console's password (scrypt); empty: no console
 };
 
 // xoauth2-milter's settings (the `milter:` section).

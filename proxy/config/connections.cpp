@@ -11,6 +11,7 @@
 #include "config/config.hpp"
 #include "config/schema.hpp"
 #include "config/yaml_reader.hpp"
+#include "diagnose/diagnose.hpp"
 
 namespace xo::config {
 
@@ -42,6 +43,7 @@ const std::vector<std::pair<const char*, std::set<Flow>>> kFlowKeys = {
     {"client_id", kClientFlows},
     {"authorize_url", {Flow::authorization_code}},
     {"device_code_url", {Flow::device_code}},
+    {"secret_expires", {Flow::client_secret, Flow::authorization_code, Flow::device_code}},
 };
 
 // Flows each provider offers.
@@ -52,6 +54,18 @@ bool offers(Provider p, Flow f) {
         case Provider::generic: return f == Flow::client_secret;
     }
     return false;
+}
+
+// "2027-03-31" -> unix time of 00:00 UTC that day; 0 when malformed.
+long long parse_date(const std::string& s) {
+    if (s.size() != 10 || s[4] != '-' || s[7] != '-') return 0;
+    auto y = schema::parse_integer(std::string_view(s).substr(0, 4));
+    auto m = schema::parse_integer(std::string_view(s).substr(5, 2));
+    auto d = schema::parse_integer(std::string_view(s).substr(8, 2));
+    if (!y || !m || !d || *y < 1970) return 0;
+    std::chrono::year_month_day ymd{std::chrono::year(int(*y)), std::chrono::month(unsigned(*m)), std::chrono::day(unsigned(*d))};
+    if (!ymd.ok()) return 0;
+    return std::chrono::sys_days(ymd).time_since_epoch().count() * 86400LL;
 }
 
 struct BioFree { void operator()(BIO* b) const { BIO_free(b); } };
@@ -216,6 +230,14 @@ void connection(Loader& L, const std::string& name, const YAML::Node& key_node, 
         conn.flow = static_cast<Flow>(*flow);
     }
     const std::string flow_name = to_string(conn.flow);
+    if (conn.provider == Provider::google && conn.flow == Flow::device_code) {
+        // Refused up front: Google would refuse the Gmail scope only at the first sign-in.
+        const diagnose::Row* why = diagnose::find_condition("device_code_google");
+        L.error(c["flow"], path + ".flow",
+                "flow device_code cannot be used with provider google: " + std::string(why->cause) + "; " +
+                    std::string(why->fix));
+        return;
+    }
     if (!offers(conn.provider, conn.flow)) {
         L.error(c["flow"], path + ".flow", "flow " + flow_name + " is not available for provider " +
                                                to_string(conn.provider));
@@ -255,6 +277,12 @@ void connection(Loader& L, const std::string& name, const YAML::Node& key_node, 
     }
     if (auto i = L.choice(c, K["sasl"], path)) conn.sasl = static_cast<SaslMechanism>(*i);
     if (auto v = L.duration_ms(c, K["refresh_window"], path)) conn.refresh_window = std::chrono::seconds(*v / 1000);
+    if (auto v = L.str(c, K["secret_expires"], path)) {
+        conn.secret_expires = parse_date(*v);
+        if (!conn.secret_expires)
+            L.error(c["secret_expires"], path + ".secret_expires",
+                    "'" + *v + "' is not a date YYYY-MM-DD (the secret's Expires column in Certificates & secrets)");
+    }
     cfg.connections[name] = std::move(conn);
 }
 

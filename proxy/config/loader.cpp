@@ -202,6 +202,13 @@ void load_misc(Loader& L, const YAML::Node& root, Config& cfg) {
     if (YAML::Node a = root["admin"]; a && !a.IsNull() && L.keys(a, "admin", S::kAdmin)) {
         if (auto v = L.str(a, S::kAdmin["bind"], "admin"))
             if (auto hp = L.host_port(a["bind"], "admin.bind", *v)) cfg.admin.host = hp->first, cfg.admin.port = hp->second;
+        if (auto v = L.str(a, S::kAdmin["password_hash"], "admin")) {
+            if (!auth::is_valid_hash(*v))
+                L.error(a["password_hash"], "admin.password_hash",
+                        "is not a password hash: make one with 'xoauth2-proxy hash-password'");
+            else
+                cfg.admin.password_hash = *v;
+        }
     }
     const auto& T = S::kTokens;
     YAML::Node t = section("tokens", T);

@@ -60,6 +60,7 @@ const Section kConnection{"connections.NAME", {
     {.name = "ca_file", .type = T::path},
     {.name = "sasl", .type = T::choice, .def = "xoauth2", .choices = "xoauth2|oauthbearer"},
     {.name = "refresh_window", .type = T::duration, .def = "300s", .lo = 0, .hi = 3000 * kSec},
+    {.name = "secret_expires", .type = T::string},    // YYYY-MM-DD; client secret's expiry, for warnings
 }};
 
 const Section kUpstream{"connections.NAME.smtp|imap|pop3", {
@@ -88,6 +89,7 @@ const Section kSender{"senders[]", {
 
 const Section kAdmin{"admin", {
     {.name = "bind", .type = T::host_port, .required = true},
+    {.name = "password_hash", .type = T::string},     // the web console's password; no console without it
 }};
 
 const Section kTokens{"tokens", {

@@ -1,18 +1,47 @@
-// What an identity provider's or mail server's error means and what the admin
-// should change, in one sentence each. Pure lookup tables; unknown codes give
-// a generic hint rather than nothing.
+// The diagnosis table: every failure the providers and mail servers are known
+// to give (docs: ../shared/PROTOCOLS.md), one row each, with a plain
+// explanation and the fix (portal page and setting, PowerShell or Admin
+// console step). Pure lookups used alike by `test`, `status`, the log lines
+// and /status; no match gives nullptr (or a generic hint from the *_advice calls).
 #pragma once
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace xo::diagnose {
 
-// code: "AADSTS7000215", or an OAuth error such as "invalid_grant" (Google).
-// description: the provider's text, used to tell Google's invalid_grant cases apart.
-std::string token_error_advice(std::string_view code, std::string_view error,
-                               std::string_view description);
+enum class Source {
+    token,   // the token endpoint: code = AADSTS code or OAuth error ("invalid_grant")
+    reply,   // a mail server reply: code = SMTP code ("535", "" for IMAP/POP3), enhanced = "5.7.139"
+    local,   // a condition found here: code = its name ("device_code_google", "certificate_expiring")
+};
 
-// An upstream SMTP/IMAP/POP3 reply ("535 5.7.139 ...") to advice, or "".
+struct Row {
+    Source source;
+    std::string_view code;
+    std::string_view enhanced;  // reply rows: the enhanced status code, "" for any
+    std::string_view text;      // must occur in the description / reply (case-insensitive), "" for any
+    std::string_view cause;     // what happened, in plain words
+    std::string_view fix;       // what the admin changes, and where
+};
+
+const std::vector<Row>& table();
+
+// code: "AADSTS7000215" (Microsoft) or ""; error: the OAuth error ("invalid_grant");
+// description: the provider's text, to tell Google's invalid_grant cases apart.
+const Row* match_token_error(std::string_view code, std::string_view error, std::string_view description);
+// "535 5.7.139 Authentication unsuccessful, ..." (SMTP, code first), or an IMAP/POP3
+// answer ("NO [AUTHENTICATIONFAILED] ...", "-ERR [AUTH] ...").
+const Row* match_reply(std::string_view reply);
+// A local condition by name (Source::local rows).
+const Row* find_condition(std::string_view name);
+
+// "cause; to fix: fix".
+std::string advice(const Row& row);
+
+// The calls the rest of the proxy uses: the matching row's advice, or a generic
+// hint (token errors) / "" (replies) when no row matches.
+std::string token_error_advice(std::string_view code, std::string_view error, std::string_view description);
 std::string upstream_reply_advice(std::string_view reply);
 
 }  // namespace xo::diagnose

@@ -56,6 +56,7 @@ awaitable<bool> UpstreamBase::connect(std::string& token, UpstreamError& err) {
     link_.set_timeout(std::chrono::seconds(60));
     co_await link_.connect(where_.host, where_.port, ec);
     if (ec) co_return fail(err, UpstreamError::Kind::connect, "connect " + where_.text() + ": " + ec.message());
+    step("connect");
     if (where_.tls == config::UpstreamTls::implicit) co_return co_await start_tls(err);
     co_return true;
 }
@@ -63,7 +64,10 @@ awaitable<bool> UpstreamBase::connect(std::string& token, UpstreamError& err) {
 awaitable<bool> UpstreamBase::start_tls(UpstreamError& err) {
     error_code ec;
     co_await link_.start_tls(false, where_.host, ec);
-    if (!ec) co_return true;
+    if (!ec) {
+        step("tls");
+        co_return true;
+    }
     std::string why = link_.native_ssl() ? verify_error(link_.native_ssl()) : "";
     co_return fail(err, UpstreamError::Kind::tls,
                    "TLS handshake with " + where_.text() + ": " + (why.empty() ? ec.message() : why),
@@ -74,7 +78,10 @@ awaitable<bool> UpstreamBase::start_tls(UpstreamError& err) {
 awaitable<bool> UpstreamBase::authenticate_with_retry(std::string token, UpstreamError& err) {
     for (int attempt = 0; attempt < 2; ++attempt) {
         bool retry = false;
-        if (co_await authenticate(token, retry, err)) co_return true;
+        if (co_await authenticate(token, retry, err)) {
+            step("authenticate");
+            co_return true;
+        }
         if (!retry || attempt == 1) break;
         tokens_->invalidate(conn_.name, mailbox_, token);
         auto tr = co_await tokens_->get(conn_.name, mailbox_);

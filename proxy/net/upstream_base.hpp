@@ -5,6 +5,7 @@
 // challenge asks for it. Each protocol's client derives and supplies
 // authenticate(); failures are described in UpstreamError, never thrown.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -27,6 +28,8 @@ public:
     virtual ~UpstreamBase() = default;
     Link& link() { return link_; }
     std::string tls_description() const;   // "STARTTLS TLSv1.3" / "implicit TLS TLSv1.3"
+    // Called as open() passes "connect", "tls" and "authenticate" (for `xoauth2-proxy test`).
+    void observe_steps(std::function<void(const char* step)> f) { on_step_ = std::move(f); }
 
 protected:
     UpstreamBase(const asio::any_io_executor& ex, const config::Connection& conn, const config::Upstream& where,
@@ -41,6 +44,9 @@ protected:
     virtual awaitable<bool> authenticate(const std::string& token, bool& retry, UpstreamError& err) = 0;
 
     bool fail(UpstreamError& err, UpstreamError::Kind kind, std::string detail, std::string advice = "");
+    void step(const char* name) {
+        if (on_step_) on_step_(name);
+    }
     bool bearer() const { return conn_.sasl == config::SaslMechanism::oauthbearer; }
     // The SASL initial response for this connection's mechanism.
     std::string initial_response(const std::string& token) const;
@@ -50,6 +56,7 @@ protected:
     std::string mailbox_;
     std::shared_ptr<oauth::TokenCache> tokens_;
     Link link_;
+    std::function<void(const char*)> on_step_;
 };
 
 }  // namespace xo::net

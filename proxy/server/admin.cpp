@@ -5,6 +5,8 @@
 
 #include "diagnose/diagnose.hpp"
 #include "util/text.hpp"
+#include "diagnose/expiry.hpp"
+#include "server/console.hpp"
 
 namespace xo::server {
 
@@ -59,7 +61,10 @@ void respond(const http::request<http::string_body>& req, http::response<http::s
     }
 }
 
-awaitable<void> serve(tcp::socket socket, std::shared_ptr<Services> s) {
+awaitable<void> serve(tcp::socket socket, std::shared_ptr<Services> s, std::shared_ptr<Console> console) {
+    error_code peer_ec;
+    auto peer = socket.remote_endpoint(peer_ec);
+    std::string ip = peer_ec ? "?" : peer.address().to_string();
     beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer;
     for (;;) {
@@ -71,7 +76,9 @@ awaitable<void> serve(tcp::socket socket, std::shared_ptr<Services> s) {
         http::response<http::string_body> res{http::status::ok, req.version()};
         res.set(http::field::server, "xoauth2-proxy");
         res.keep_alive(req.keep_alive());
-        respond(req, res, *s);
+        std::string target(req.target());
+        bool console_answered = co_await console->handle(req, res, ip);
+        if (!console_answered) respond(req, res, *s);
         res.prepare_payload();
         co_await http::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
         if (ec || !res.keep_alive()) break;
@@ -80,14 +87,15 @@ awaitable<void> serve(tcp::socket socket, std::shared_ptr<Services> s) {
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
 }
 
-awaitable<void> accept_loop(std::shared_ptr<tcp::acceptor> acceptor, std::shared_ptr<Services> s) {
+awaitable<void> accept_loop(std::shared_ptr<tcp::acceptor> acceptor, std::shared_ptr<Services> s,
+                            std::shared_ptr<Console> console) {
     for (;;) {
         error_code ec;
         tcp::socket socket = co_await acceptor->async_accept(asio::redirect_error(use_awaitable, ec));
         if (ec == asio::error::operation_aborted) co_return;
         if (ec) continue;
         auto ex = socket.get_executor();
-        asio::co_spawn(ex, serve(std::move(socket), s), asio::detached);
+        asio::co_spawn(ex, serve(std::move(socket), s, console), asio::detached);
     }
 }
 
@@ -103,6 +111,8 @@ std::string render_status_json(const Services& s) {
     auto entries = s.tokens->status();
     nlohmann::json conns = nlohmann::json::object();
     auto now = std::chrono::system_clock::now();
+    auto expiries = diagnose::credential_expiries(s.cfg);
+    nlohmann::json warnings = nlohmann::json::array();
     for (const auto& [name, conn] : s.cfg.connections) {
         nlohmann::json cj;
         cj["provider"] = config::to_string(conn.provider);
@@ -141,9 +151,28 @@ std::string render_status_json(const Services& s) {
         else if (any_ok) cj["state"] = "active";
         cj["token_requests"] = requests;
         cj["token_failures"] = failures;
+        cj["credentials"] = nlohmann::json::array();
+        for (const auto& e : expiries) {
+            if (e.connection != name) continue;
+            nlohmann::json ej{{"kind", e.kind}, {"what", e.what}};
+            if (!e.mailbox.empty()) ej["mailbox"] = e.mailbox;
+            if (e.expires_at) {
+                ej["expires_at"] = e.expires_at;
+                ej["expires_in"] = e.expires_at - unix_time(now);
+            } else {
+                ej["problem"] = e.problem;
+            }
+            if (diagnose::due(e, unix_time(now))) {
+                ej["warning"] = diagnose::describe(e, unix_time(now));
+                ej["advice"] = diagnose::expiry_advice(e);
+                warnings.push_back(ej["warning"]);
+            }
+            cj["credentials"].push_back(std::move(ej));
+        }
         conns[name] = std::move(cj);
     }
     j["connections"] = std::move(conns);
+    j["warnings"] = std::move(warnings);
     // Mailboxes and providers' texts are outside bytes: invalid UTF-8 becomes U+FFFD.
     return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
@@ -178,6 +207,20 @@ std::string render_metrics(const Services& s) {
     o += "# HELP xoauth2_token_failures_total Failed token requests, by connection.\n# TYPE xoauth2_token_failures_total counter\n";
     for (const auto& [name, v] : per_conn)
         o += "xoauth2_token_failures_total{connection=\"" + label(name) + "\"} " + std::to_string(v.second) + "\n";
+    // Seconds until each credential expires (negative: expired); the soonest per connection and kind.
+    std::map<std::pair<std::string, std::string>, long long> expiry;
+    for (const auto& e : diagnose::credential_expiries(s.cfg)) {
+        if (!e.expires_at) continue;
+        auto key = std::make_pair(e.connection, e.kind);
+        long long left = e.expires_at - unix_time(std::chrono::system_clock::now());
+        auto it = expiry.find(key);
+        if (it == expiry.end() || left < it->second) expiry[key] = left;
+    }
+    o += "# HELP xoauth2_credential_expiry_seconds Seconds until a credential expires (certificate, client secret, "
+         "refresh token idle limit).\n# TYPE xoauth2_credential_expiry_seconds gauge\n";
+    for (const auto& [key, left] : expiry)
+        o += "xoauth2_credential_expiry_seconds{connection=\"" + label(key.first) + "\",kind=\"" + key.second + "\"} " +
+             std::to_string(left) + "\n";
     o += "# HELP xoauth2_upstream_open_seconds Time to open an upstream session (connect, TLS, AUTH).\n";
     o += "# TYPE xoauth2_upstream_open_seconds histogram\n";
     uint64_t cumulative = 0;
@@ -209,8 +252,10 @@ void start_admin(asio::io_context& io, std::shared_ptr<Services> s) {
     if (!ec) acceptor->listen(64, ec);
     if (ec) throw std::runtime_error("admin: cannot listen on " + s->cfg.admin.host + ":" +
                                      std::to_string(s->cfg.admin.port) + ": " + ec.message());
-    spdlog::info("admin listener on {}:{} (/healthz /status /metrics)", s->cfg.admin.host, s->cfg.admin.port);
-    asio::co_spawn(io, accept_loop(acceptor, s), asio::detached);
+    auto console = std::make_shared<Console>(s);
+    spdlog::info("admin listener on {}:{} (/healthz /status /metrics{})", s->cfg.admin.host, s->cfg.admin.port,
+                 console->enabled() ? ", web console at /" : "");
+    asio::co_spawn(io, accept_loop(acceptor, s, console), asio::detached);
 }
 
 }  // namespace xo::server

@@ -1,6 +1,9 @@
 // The loopback admin listener (Beast HTTP/1.1): GET /healthz (200 "ok"),
 // GET /status (JSON: each connection's token state, last error with its code
-// and advice, counters) and GET /metrics (Prometheus text format 0.0.4).
+// and advice, credential expiries with warnings from 30 days ahead, counters)
+// and GET /metrics (Prometheus text format 0.0.4, with
+// xoauth2_credential_expiry_seconds{connection,kind}); with admin.password_hash
+// also the web console (server/console.hpp).
 // Nothing it serves contains a secret or a token.
 #pragma once
 #include <memory>

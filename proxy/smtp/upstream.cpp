@@ -41,7 +41,7 @@ awaitable<bool> Upstream::open(UpstreamError& err) {
     error_code ec;
     auto protocol_error = [&](const std::string& what, const Reply& r) {
         return fail(err, Kind::protocol, what + (ec ? ": " + ec.message() : ": " + std::to_string(r.code) + " " + r.text()),
-                    diagnose::upstream_reply_advice(r.text()));
+                    diagnose::upstream_reply_advice(std::to_string(r.code) + " " + r.text()));
     };
     Reply r = co_await read_reply(ec);
     if (ec || r.code != 220) co_return protocol_error("greeting", r);

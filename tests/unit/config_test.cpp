@@ -317,6 +317,17 @@ TEST(Config, DefaultsOfAMinimalFile) {
     EXPECT_EQ(c.log_level, Config{}.log_level);
 }
 
+// secret_expires: a date, kept as the unix time of its midnight UTC.
+TEST(Config, SecretExpiresIsADate) {
+    std::string text = "listeners: [{name: a, bind: \"127.0.0.1:2525\"}]\n"
+                       "connections:\n  g: {provider: generic, client_id: c, token_url: https://idp.example/t, "
+                       "scope: s, secret_expires: 2027-06-30}\n";
+    fx().write("expires.yaml", text, 0644);
+    auto r = load_config(fx().path("expires.yaml"));
+    for (const auto& d : r.diagnostics) ADD_FAILURE() << d.text();
+    EXPECT_EQ(r.config.connections.at("g").secret_expires, 1814313600LL);   // date -u -d 2027-06-30 +%s
+}
+
 // Relative paths are taken from the config file's folder.
 TEST(Config, RelativePathsFromTheFilesFolder) {
     std::string text = "listeners: [{name: a, bind: \"127.0.0.1:2525\"}]\n"

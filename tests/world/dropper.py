@@ -4,13 +4,20 @@ certificate), AUTH XOAUTH2 in the two-step form, MAIL, RCPT and DATA, then
 drops the TCP connection after 64 KB of the message (or at its end, if it is
 smaller), never answering the final dot. The proxy must answer its client
 451 4.4.x, never 250. Each drop is logged to its log as one line.
-usage: dropper.py PORT CERT KEY"""
+With --auth-reply or --mail-reply it plays an Exchange that refuses: the given
+reply instead of 235 after the XOAUTH2 data, or instead of 250 to MAIL FROM
+(e.g. "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is
+disabled for the Tenant."), for `xoauth2-proxy test` and the diagnosis table.
+usage: dropper.py PORT CERT KEY [--auth-reply TEXT] [--mail-reply TEXT]"""
 import socket
 import ssl
 import sys
 import threading
 
 port, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+opts = dict(zip(sys.argv[4::2], sys.argv[5::2]))
+AUTH_REPLY = opts.get("--auth-reply", "235 2.7.0 Authentication successful")
+MAIL_REPLY = opts.get("--mail-reply", "250 2.0.0 Ok")
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(cert, key)
 
@@ -39,10 +46,12 @@ def session(conn):
             elif cmd == b"AUTH XOAUTH2":
                 send("334 ")
                 f.readline()
-                send("235 2.7.0 Authentication successful")
+                send(AUTH_REPLY)
             elif cmd.startswith(b"AUTH XOAUTH2 "):        # the one-line form
-                send("235 2.7.0 Authentication successful")
-            elif cmd.startswith(b"MAIL") or cmd.startswith(b"RCPT") or cmd == b"RSET" or cmd == b"NOOP":
+                send(AUTH_REPLY)
+            elif cmd.startswith(b"MAIL"):
+                send(MAIL_REPLY)
+            elif cmd.startswith(b"RCPT") or cmd == b"RSET" or cmd == b"NOOP":
                 send("250 2.0.0 Ok")
             elif cmd == b"DATA":
                 send("354 go ahead")
