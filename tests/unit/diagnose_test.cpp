@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cctype>
+#include <ostream>
 #include <set>
 
 #include "diagnose/diagnose.hpp"
@@ -103,6 +104,9 @@ const std::vector<Case> kCases = {
     {Source::local, "no_starttls", "", "", "STARTTLS", "tls:"},
     {Source::local, "no_mechanism", "", "", "XOAUTH2", "Set-CASMailbox"},
 };
+
+// gtest prints a case by its input, not as bytes.
+void PrintTo(const Case& c, std::ostream* os) { *os << (c.code.empty() ? c.error : c.code) << " \"" << c.text << "\""; }
 
 class DiagnoseRow : public testing::TestWithParam<Case> {};
 
