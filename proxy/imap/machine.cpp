@@ -29,7 +29,8 @@ constexpr unsigned bit(State s) { return 1u << unsigned(s); }
 constexpr unsigned kPreAuth = bit(State::not_authenticated);
 }  // namespace
 
-Machine::Machine(MachineConfig cfg) : cfg_(std::move(cfg)), tls_active_(cfg_.tls_active) {}
+Machine::Machine(MachineConfig cfg)
+    : cfg_(std::move(cfg)), tls_active_(cfg_.tls_active), counter_(cfg_.max_errors, cfg_.max_auth_failures) {}
 
 void Machine::enter_state(State s) {
     if (s == state_) return;
@@ -37,17 +38,9 @@ void Machine::enter_state(State s) {
     state_ = s;
 }
 
-void Machine::reply(Actions& a, std::string text) const {
-    a.push_back(Action{Action::Kind::reply, std::move(text) + "\r\n", {}});
-}
-
 Actions Machine::refuse(Actions a, std::string text) {
-    reply(a, std::move(text));
-    if (++errors_ >= cfg_.max_errors) {
-        reply(a, "* BYE Too many errors");
-        a.push_back(Action{Action::Kind::close, {}, {}});
-        enter_state(State::closed);
-    }
+    a = counter_.refuse(std::move(a), std::move(text), "* BYE Too many errors");
+    if (counter_.closed()) enter_state(State::closed);
     return a;
 }
 
@@ -75,14 +68,14 @@ Actions Machine::feed(std::string_view& in) {
             if (command_bytes_ > kMaxCommandBytes) {
                 reply(a, "* BAD Command too large");
                 reply(a, "* BYE Command too large");
-                a.push_back(Action{Action::Kind::close, {}, {}});
+                server::PreauthCounter::close(a);
                 enter_state(State::closed);
             }
             return a;
         case CommandParser::Event::continuation:
             if (command_bytes_ > kMaxCommandBytes) {
                 reply(a, "* BYE Command too large");
-                a.push_back(Action{Action::Kind::close, {}, {}});
+                server::PreauthCounter::close(a);
                 enter_state(State::closed);
                 return a;
             }
@@ -100,7 +93,7 @@ Actions Machine::feed(std::string_view& in) {
             if (parser_.fatal()) {   // the bytes that follow cannot be told from commands
                 reply(a, tag + " BAD " + parser_.error());
                 reply(a, "* BYE Cannot continue after that command");
-                a.push_back(Action{Action::Kind::close, {}, {}});
+                server::PreauthCounter::close(a);
                 enter_state(State::closed);
                 return a;
             }
@@ -164,7 +157,7 @@ Actions Machine::logout(Command& c) {
     Actions a;
     reply(a, "* BYE xoauth2-proxy logging out");
     reply(a, c.tag + " OK LOGOUT completed");
-    a.push_back(Action{Action::Kind::close, {}, {}});
+    server::PreauthCounter::close(a);
     enter_state(State::closed);
     return a;
 }
@@ -187,7 +180,7 @@ Actions Machine::starttls(Command& c) {
 Actions Machine::on_tls(bool ok) {
     Actions a;
     if (!ok) {
-        a.push_back(Action{Action::Kind::close, {}, {}});
+        server::PreauthCounter::close(a);
         enter_state(State::closed);
         return a;
     }
@@ -265,11 +258,8 @@ Actions Machine::on_login(server::LoginOutcome outcome, std::string_view capabil
         case server::LoginOutcome::bad_credentials: break;
     }
     reply(a, tag_ + " NO [AUTHENTICATIONFAILED] Authentication failed.");
-    if (++auth_failures_ >= cfg_.max_auth_failures) {
-        reply(a, "* BYE Too many authentication failures");
-        a.push_back(Action{Action::Kind::close, {}, {}});
-        enter_state(State::closed);
-    }
+    counter_.auth_failed(a, "* BYE Too many authentication failures");
+    if (counter_.closed()) enter_state(State::closed);
     return a;
 }
 

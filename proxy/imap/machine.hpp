@@ -29,18 +29,8 @@ struct MachineConfig {
     int max_errors = 10, max_auth_failures = 3;
 };
 
-struct Action {
-    enum class Kind {
-        reply,       // text, with CRLF
-        start_tls,   // flush, handshake; then on_tls()
-        login,       // text: login, secret: password; then on_login()
-        relay,       // logged in: relay the client and the upstream from now on
-        close,
-    };
-    Kind kind;
-    std::string text, secret;
-};
-using Actions = std::vector<Action>;
+using Action = server::PreauthAction;
+using Actions = server::PreauthActions;
 
 class Machine {
 public:
@@ -61,7 +51,7 @@ public:
 
 private:
     void enter_state(State s);
-    void reply(Actions& a, std::string text) const;
+    static void reply(Actions& a, std::string text) { server::PreauthCounter::reply(a, std::move(text)); }
     Actions refuse(Actions a, std::string text);   // counted; too many close
     Actions command(Command c);
     Actions auth_response(std::string_view line);
@@ -82,7 +72,7 @@ private:
     bool tls_active_ = false;
     std::string tag_;                // of the LOGIN / AUTHENTICATE in progress
     std::size_t command_bytes_ = 0;  // of the command being read
-    int errors_ = 0, auth_failures_ = 0;
+    server::PreauthCounter counter_;
 };
 
 }  // namespace xo::imap

@@ -13,31 +13,29 @@ Upstream::Upstream(const asio::any_io_executor& ex, const config::Connection& co
                    std::shared_ptr<oauth::TokenCache> tokens, std::shared_ptr<ssl::context> tls)
     : UpstreamBase(ex, conn, conn.imap, std::move(mailbox), std::move(tokens), std::move(tls)) {}
 
-awaitable<std::string> Upstream::line(error_code& ec) {
-    // Untagged lines may carry literals (an ID answer, say): skip their bytes.
-    std::string l = co_await link_.read_line(65536, ec);
-    while (!ec) {
-        auto lit = trailing_literal(l);
-        if (!lit || l.empty() || l[0] != '*') break;
-        std::size_t left = *lit;
-        while (left && !ec) {
-            std::string_view d = co_await link_.read_some(ec);
-            std::size_t n = std::min(left, d.size());
-            link_.consume(n);
-            left -= n;
+// Every response is read through ResponseParser (untagged literals skipped).
+awaitable<ResponseLine> Upstream::response(error_code& ec) {
+    ResponseLine r;
+    for (;;) {
+        std::string_view data = co_await link_.read_some(ec);
+        if (ec) co_return r;
+        std::string_view rest = data;
+        auto st = parser_.feed(rest, r);
+        link_.consume(data.size() - rest.size());
+        if (st == ResponseParser::Status::response) co_return r;
+        if (st == ResponseParser::Status::error) {
+            ec = asio::error::invalid_argument;
+            co_return r;
         }
-        if (!ec) l += co_await link_.read_line(65536, ec);
     }
-    co_return l;
 }
 
 awaitable<bool> Upstream::ask_capabilities(error_code& ec) {
     std::string tag = "x" + std::to_string(++tag_);
     link_.queue(tag + " CAPABILITY\r\n");
     for (;;) {
-        std::string l = co_await line(ec);
+        ResponseLine r = co_await response(ec);
         if (ec) co_return false;
-        ResponseLine r = parse_response_line(l);
         if (r.kind == ResponseLine::Kind::untagged && r.status == "CAPABILITY") caps_ = parse_capabilities(r.text);
         if (r.kind == ResponseLine::Kind::tagged && r.tag == tag) co_return r.status == "OK";
     }
@@ -47,22 +45,22 @@ awaitable<bool> Upstream::open(UpstreamError& err) {
     std::string token;
     if (!co_await connect(token, err)) co_return false;
     error_code ec;
-    auto protocol_error = [&](const std::string& what, const std::string& got) {
-        return fail(err, Kind::protocol, what + ": " + (ec ? ec.message() : got));
+    auto protocol_error = [&](const std::string& what, const ResponseLine& got) {
+        return fail(err, Kind::protocol,
+                    what + ": " + (ec ? ec.message() : got.status + (got.code.empty() ? "" : " [" + got.code + "]") + " " + got.text));
     };
-    std::string greeting = co_await line(ec);
-    ResponseLine g = parse_response_line(greeting);
-    if (ec || g.kind != ResponseLine::Kind::untagged || g.status != "OK") co_return protocol_error("greeting", greeting);
+    ResponseLine g = co_await response(ec);
+    if (ec || g.kind != ResponseLine::Kind::untagged || g.status != "OK") co_return protocol_error("greeting", g);
     if (where_.tls == config::UpstreamTls::starttls) {
-        if (!co_await ask_capabilities(ec)) co_return protocol_error("CAPABILITY", "refused");
+        if (!co_await ask_capabilities(ec)) co_return protocol_error("CAPABILITY", g);
         if (!caps_.count("STARTTLS"))
             co_return fail(err, Kind::tls, where_.text() + " does not offer STARTTLS; refusing to authenticate in clear");
         link_.queue("x" + std::to_string(++tag_) + " STARTTLS\r\n");
-        std::string l = co_await line(ec);
-        if (ec || parse_response_line(l).status != "OK") co_return protocol_error("STARTTLS", l);
+        ResponseLine l = co_await response(ec);
+        if (ec || l.kind != ResponseLine::Kind::tagged || l.status != "OK") co_return protocol_error("STARTTLS", l);
         if (!co_await start_tls(err)) co_return false;
     }
-    if (!co_await ask_capabilities(ec)) co_return protocol_error("CAPABILITY", "refused");
+    if (!co_await ask_capabilities(ec)) co_return protocol_error("CAPABILITY", g);
     co_return co_await authenticate_with_retry(token, err);
 }
 
@@ -77,9 +75,8 @@ awaitable<bool> Upstream::authenticate(const std::string& token, bool& retry, Up
     bool sent_ir = caps_.count("SASL-IR") > 0;
     link_.queue(tag + " AUTHENTICATE " + mech + (sent_ir ? " " + ir : "") + "\r\n");
     for (;;) {
-        std::string l = co_await line(ec);
+        ResponseLine r = co_await response(ec);
         if (ec) co_return fail(err, Kind::protocol, detail + "AUTHENTICATE " + mech + ": " + ec.message());
-        ResponseLine r = parse_response_line(l);
         if (r.kind == ResponseLine::Kind::continuation) {
             if (!sent_ir) {
                 link_.queue(ir + "\r\n");

@@ -3,12 +3,14 @@
 // capabilities, then AUTHENTICATE XOAUTH2 (OAUTHBEARER with sasl: oauthbearer)
 // inline when SASL-IR is offered, else after the "+" continuation. A
 // Gmail-style error challenge is answered with an empty line; on status
-// 400/401 one fresh token is tried. open() never throws.
+// 400/401 one fresh token is tried. Every response is read through
+// imap::ResponseParser. open() never throws.
 #pragma once
 #include <set>
 #include <string>
 
 #include "asio.hpp"
+#include "imap/parser.hpp"
 #include "net/upstream_base.hpp"
 
 namespace xo::imap {
@@ -21,10 +23,11 @@ public:
     const std::string& capabilities() const { return post_login_caps_; }   // as the server listed them
 
 private:
-    awaitable<std::string> line(error_code& ec);
+    awaitable<ResponseLine> response(error_code& ec);
     awaitable<bool> ask_capabilities(error_code& ec);
     awaitable<bool> authenticate(const std::string& token, bool& retry, net::UpstreamError& err) override;
 
+    ResponseParser parser_;
     std::set<std::string> caps_;
     std::string post_login_caps_;
     int tag_ = 0;

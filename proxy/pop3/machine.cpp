@@ -36,7 +36,8 @@ bool starts_with_ci(std::string_view s, std::string_view prefix) {
 }
 }  // namespace
 
-Machine::Machine(MachineConfig cfg) : cfg_(std::move(cfg)), tls_active_(cfg_.tls_active) {}
+Machine::Machine(MachineConfig cfg)
+    : cfg_(std::move(cfg)), tls_active_(cfg_.tls_active), counter_(cfg_.max_errors, cfg_.max_auth_failures) {}
 
 void Machine::enter_state(State s) {
     if (s == state_) return;
@@ -44,17 +45,9 @@ void Machine::enter_state(State s) {
     state_ = s;
 }
 
-void Machine::reply(Actions& a, std::string text) const {
-    a.push_back(Action{Action::Kind::reply, std::move(text) + "\r\n", {}});
-}
-
 Actions Machine::refuse(Actions a, std::string text) {
-    reply(a, std::move(text));
-    if (++errors_ >= cfg_.max_errors) {
-        reply(a, "-ERR Too many errors, closing connection");
-        a.push_back(Action{Action::Kind::close, {}, {}});
-        enter_state(State::closed);
-    }
+    a = counter_.refuse(std::move(a), std::move(text), "-ERR Too many errors, closing connection");
+    if (counter_.closed()) enter_state(State::closed);
     return a;
 }
 
@@ -115,7 +108,7 @@ Actions Machine::capa(const Command&) {
 Actions Machine::quit(const Command&) {
     Actions a;
     reply(a, "+OK Bye");
-    a.push_back(Action{Action::Kind::close, {}, {}});
+    server::PreauthCounter::close(a);
     enter_state(State::closed);
     return a;
 }
@@ -137,7 +130,7 @@ Actions Machine::stls(const Command&) {
 Actions Machine::on_tls(bool ok) {
     Actions a;
     if (!ok) {
-        a.push_back(Action{Action::Kind::close, {}, {}});
+        server::PreauthCounter::close(a);
         enter_state(State::closed);
         return a;
     }
@@ -217,11 +210,8 @@ Actions Machine::on_login(server::LoginOutcome outcome) {
         case server::LoginOutcome::bad_credentials: break;
     }
     reply(a, "-ERR [AUTH] Authentication failed.");
-    if (++auth_failures_ >= cfg_.max_auth_failures) {
-        reply(a, "-ERR Too many authentication failures");
-        a.push_back(Action{Action::Kind::close, {}, {}});
-        enter_state(State::closed);
-    }
+    counter_.auth_failed(a, "-ERR Too many authentication failures");
+    if (counter_.closed()) enter_state(State::closed);
     return a;
 }
 

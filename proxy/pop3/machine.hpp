@@ -24,12 +24,8 @@ struct MachineConfig {
     int max_errors = 10, max_auth_failures = 3;
 };
 
-struct Action {
-    enum class Kind { reply, start_tls, login, relay, close };
-    Kind kind;
-    std::string text, secret;
-};
-using Actions = std::vector<Action>;
+using Action = server::PreauthAction;
+using Actions = server::PreauthActions;
 
 class Machine {
 public:
@@ -47,7 +43,7 @@ public:
 
 private:
     void enter_state(State s);
-    void reply(Actions& a, std::string text) const;
+    static void reply(Actions& a, std::string text) { server::PreauthCounter::reply(a, std::move(text)); }
     Actions refuse(Actions a, std::string text);
     bool auth_allowed() const { return tls_active_ || cfg_.plaintext_auth; }
     Actions begin_login(std::string login, std::string password);
@@ -66,7 +62,7 @@ private:
     State state_ = State::authorization;
     bool tls_active_ = false;
     std::string user_;   // after USER
-    int errors_ = 0, auth_failures_ = 0;
+    server::PreauthCounter counter_;
 };
 
 }  // namespace xo::pop3

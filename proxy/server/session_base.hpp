@@ -11,12 +11,15 @@
 #include <string>
 #include <unordered_map>
 
+#include <spdlog/spdlog.h>
+
 #include "asio.hpp"
 #include "config/config.hpp"
 #include "net/link.hpp"
 #include "net/upstream_base.hpp"
 #include "server/outcome.hpp"
 #include "server/services.hpp"
+#include "util/text.hpp"
 
 namespace xo::server {
 
@@ -87,6 +90,24 @@ protected:
     awaitable<LoginOutcome> login_and_open(std::string login, std::string password);
     // Opens the upstream for (connection, mailbox); `why` for the log line when it fails.
     awaitable<bool> open_for(const config::Connection& conn, const std::string& mailbox, std::string& why);
+    // Makes, opens and authenticates an upstream client of type U (smtp::,
+    // imap:: or pop3::Upstream; `extra` goes to its constructor after the TLS context).
+    template <class U, class... Extra>
+    awaitable<bool> open_as(std::unique_ptr<U>& out, const config::Connection& c, std::string mailbox,
+                            net::UpstreamError& err, Extra... extra) {
+        auto tls = s_->upstream_tls.find(c.name);
+        if (tls == s_->upstream_tls.end()) {
+            err = {net::UpstreamError::Kind::tls, "connection " + c.name + " has no usable TLS context", ""};
+            co_return false;
+        }
+        auto up = std::make_unique<U>(co_await asio::this_coro::executor, c, mailbox, s_->tokens, tls->second, extra...);
+        if (!co_await up->open(err)) co_return false;
+        spdlog::info("{} session {} upstream {} open for {} ({}, {})", protocol_, id_, upstream_of(c).text(),
+                     util::log_escape(mailbox), up->tls_description(),
+                     c.sasl == config::SaslMechanism::oauthbearer ? "OAUTHBEARER" : "XOAUTH2");
+        out = std::move(up);
+        co_return true;
+    }
     void set_result(Result r, std::string reason);
     bool plaintext_auth_allowed() const;
     bool draining() const { return s_->draining.load(); }

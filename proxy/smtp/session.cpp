@@ -177,18 +177,7 @@ awaitable<bool> Session::resolve_pending() {
 awaitable<bool> Session::open_upstream(const config::Connection& c, const std::string& mailbox,
                                        net::UpstreamError& err) {
     co_await drop_upstream(true);
-    auto tls = s_->upstream_tls.find(c.name);
-    if (tls == s_->upstream_tls.end()) {
-        err = {net::UpstreamError::Kind::tls, "connection " + c.name + " has no usable TLS context", ""};
-        co_return false;
-    }
-    auto up = std::make_unique<Upstream>(co_await asio::this_coro::executor, c, mailbox, s_->tokens, tls->second,
-                                         s_->hostname);
-    if (!co_await up->open(err)) co_return false;
-    spdlog::info("smtp session {} upstream {} open for {} ({}, AUTH {})", id_, c.smtp.text(), util::log_escape(mailbox),
-                 up->tls_description(), c.sasl == config::SaslMechanism::oauthbearer ? "OAUTHBEARER" : "XOAUTH2");
-    upstream_ = std::move(up);
-    co_return true;
+    co_return co_await open_as(upstream_, c, mailbox, err, s_->hostname);
 }
 
 // Before MAIL: an authenticated client uses its login's upstream (reopened if
