@@ -103,7 +103,8 @@ const Sender* Config::find_sender(const std::string& address) const {
         if (lower(s.pattern) == a) return &s;
     auto at = a.rfind('@');
     if (at == std::string::npos) return nullptr;
-    std::string wildcard = "*" + a.substr(at);
+    std::string wildcard = "*";   // appended, not "*" + s: GCC 12 -O3 -Wrestrict (bug 105329)
+    wildcard += std::string_view(a).substr(at);
     for (const auto& s : senders)
         if (lower(s.pattern) == wildcard) return &s;
     return nullptr;

@@ -522,7 +522,10 @@ TEST(Config, DocsDescribeEveryKey) {
             for (std::string l; std::getline(lines, l);) {
                 if (l.rfind("| ", 0) != 0) continue;
                 std::string first = l.substr(0, l.find(" |", 1));
-                if (first.find("`" + std::string(k.name) + "`") != std::string::npos) row = l;
+                std::string cell = "`";   // appended, not "`" + s: GCC 12 -O3 -Wrestrict (bug 105329)
+                cell += k.name;
+                cell += '`';
+                if (first.find(cell) != std::string::npos) row = l;
             }
             EXPECT_FALSE(row.empty()) << heading << ": no row for `" << k.name << "`";
             if (!row.empty() && k.def) {

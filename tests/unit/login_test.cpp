@@ -58,11 +58,11 @@ void run_until_done(asio::io_context& io, const std::vector<Outcome*>& outs) {
 }  // namespace
 
 TEST(LocalLogin, ColdLoginAfterAFloodOfFailuresIsFast) {
+    asio::io_context io;   // declared first: the services' KDF pool is joined before it goes
     auto s = login_services();
     // 90 addresses failed once already (the first wave) ...
     for (int i = 0; i < 90; ++i) s->throttle.record_failure(address(i));
     // ... and now try again all at once, with a valid cold login from a fresh address behind them.
-    asio::io_context io;
     std::vector<Outcome> flood(90);
     for (int i = 0; i < 90; ++i)
         asio::co_spawn(io, attempt(s, address(i), "nobody", "wrong", &flood[i]), asio::detached);
@@ -84,8 +84,8 @@ TEST(LocalLogin, ColdLoginAfterAFloodOfFailuresIsFast) {
 }
 
 TEST(LocalLogin, FirstWaveOfDistinctAddressesIsAnsweredAtOnce) {
+    asio::io_context io;   // declared first: the services' KDF pool is joined before it goes
     auto s = login_services();
-    asio::io_context io;
     std::vector<Outcome> flood(90);
     for (int i = 0; i < 90; ++i)
         asio::co_spawn(io, attempt(s, address(i), "nobody", "wrong", &flood[i]), asio::detached);
@@ -111,8 +111,8 @@ TEST(LocalLogin, FirstWaveOfDistinctAddressesIsAnsweredAtOnce) {
 }
 
 TEST(LocalLogin, FullQueueAnswersBusyAtOnce) {
+    asio::io_context io;   // declared first: the services' KDF pool is joined before it goes
     auto s = login_services();
-    asio::io_context io;
     s->kdf_pending = s->kdf_max_pending;   // as if that many checks were queued
     Outcome o;
     asio::co_spawn(io, attempt(s, "127.0.2.1", "erp", "right", &o), asio::detached);
@@ -127,10 +127,10 @@ TEST(LocalLogin, FullQueueAnswersBusyAtOnce) {
 }
 
 TEST(LocalLogin, RecentlyFailedAddressesGetHalfTheQueue) {
+    asio::io_context io;   // declared first: the services' KDF pool is joined before it goes
     auto s = login_services();
     s->throttle.record_failure("127.0.1.1");   // below the global threshold
     s->kdf_pending = s->kdf_max_pending / 2;   // half the queue in use
-    asio::io_context io;
     Outcome failed_before, fresh;
     asio::co_spawn(io, attempt(s, "127.0.1.1", "erp", "right", &failed_before), asio::detached);
     asio::co_spawn(io, attempt(s, "127.0.2.1", "erp", "right", &fresh), asio::detached);
@@ -142,8 +142,8 @@ TEST(LocalLogin, RecentlyFailedAddressesGetHalfTheQueue) {
 }
 
 TEST(LocalLogin, WarmLoginSkipsTheQueue) {
+    asio::io_context io;   // declared first: the services' KDF pool is joined before it goes
     auto s = login_services();
-    asio::io_context io;
     Outcome first, warm;
     asio::co_spawn(io, attempt(s, "127.0.2.1", "erp", "right", &first), asio::detached);
     run_until_done(io, {&first});
@@ -158,8 +158,8 @@ TEST(LocalLogin, WarmLoginSkipsTheQueue) {
 
 TEST(LocalLogin, ConcurrentColdLoginsOfOneUserShareOneCheck) {
     // A device opening 50 sessions at once, cold: one key derivation, no "busy".
+    asio::io_context io;   // declared first: the services' KDF pool is joined before it goes
     auto s = login_services();
-    asio::io_context io;
     std::vector<Outcome> all(50);
     std::vector<Outcome*> ptrs;
     for (int i = 0; i < 50; ++i) {
