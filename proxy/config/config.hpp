@@ -51,6 +51,9 @@ struct Listener {
     std::size_t max_sessions_per_client = 50;     // from one client address
     BareNewline bare_newline = BareNewline::reject;   // smtp: bare CR/LF in DATA
     std::chrono::seconds idle_timeout{300};
+    std::chrono::seconds command_timeout{300};    // to send one whole command line or AUTH answer
+    std::chrono::seconds data_timeout{180};       // smtp: between two chunks of a message
+    std::chrono::seconds session_timeout{3600};   // a whole session before login, and a whole SMTP session
     int line;                                     // where it was declared
 };
 

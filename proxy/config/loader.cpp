@@ -92,6 +92,9 @@ void load_listeners(Loader& L, const YAML::Node& root, Config& cfg) {
         if (auto v = L.integer(n, K["max_sessions_per_client"], path)) l.max_sessions_per_client = std::size_t(*v);
         set_choice(L, n, K["bare_newline"], path, l.bare_newline);
         if (auto v = L.duration_ms(n, K["idle_timeout"], path)) l.idle_timeout = std::chrono::seconds(*v / 1000);
+        if (auto v = L.duration_ms(n, K["command_timeout"], path)) l.command_timeout = std::chrono::seconds(*v / 1000);
+        if (auto v = L.duration_ms(n, K["data_timeout"], path)) l.data_timeout = std::chrono::seconds(*v / 1000);
+        if (auto v = L.duration_ms(n, K["session_timeout"], path)) l.session_timeout = std::chrono::seconds(*v / 1000);
         cfg.listeners.push_back(std::move(l));
     }
 }

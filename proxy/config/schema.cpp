@@ -35,6 +35,9 @@ const Section kListener{"listeners[]", {
     {.name = "max_sessions_per_client", .type = T::integer, .def = "50", .lo = 1, .hi = 100000},
     {.name = "bare_newline", .type = T::choice, .def = "reject", .choices = "reject|normalize"},
     {.name = "idle_timeout", .type = T::duration, .def = "300s", .lo = kSec, .hi = kHour},
+    {.name = "command_timeout", .type = T::duration, .def = "300s", .lo = kSec, .hi = kHour},
+    {.name = "data_timeout", .type = T::duration, .def = "180s", .lo = kSec, .hi = kHour},
+    {.name = "session_timeout", .type = T::duration, .def = "3600s", .lo = kSec, .hi = 24 * kHour},
 }};
 
 const Section kConnection{"connections.NAME", {

@@ -19,10 +19,23 @@ Link::Link(tcp::socket socket, std::shared_ptr<ssl::context> tls)
 Link::Link(const asio::any_io_executor& ex, std::shared_ptr<ssl::context> tls)
     : tls_(std::move(tls)), tcp_(ex) {}
 
+void Link::arm() {
+    auto now = std::chrono::steady_clock::now();
+    auto at = std::min({now + timeout_, command_deadline_, session_deadline_});
+    tcp_.expires_at(at);
+}
+
 awaitable<void> Link::connect(const std::string& host, uint16_t port, error_code& ec) {
     tcp::resolver resolver(tcp_.get_executor());
+    // A lookup that does not answer is cancelled (the system resolver has no bound of its own).
+    asio::steady_timer lookup_limit(tcp_.get_executor(), std::chrono::seconds(15));
+    lookup_limit.async_wait([&resolver](const error_code& e) {
+        if (!e) resolver.cancel();
+    });
     auto endpoints = co_await resolver.async_resolve(host, std::to_string(port),
                                                      asio::redirect_error(use_awaitable, ec));
+    lookup_limit.cancel();
+    if (ec == asio::error::operation_aborted) ec = asio::error::timed_out;
     if (ec) co_return;
     auto& tcp = tcp_;
     tcp.expires_after(std::min<std::chrono::steady_clock::duration>(timeout_, std::chrono::seconds(30)));
@@ -71,7 +84,7 @@ awaitable<std::size_t> Link::fill(error_code& ec) {
     std::size_t old = in_.size();
     const std::size_t chunk = read_size_;
     in_.resize(old + chunk);
-    tcp_.expires_after(timeout_);
+    arm();
     std::size_t n;
     if (tls_on_)
         n = co_await ssl_->async_read_some(asio::buffer(in_.data() + old, chunk),
@@ -133,7 +146,7 @@ void Link::consume(std::size_t n) { in_pos_ += std::min(n, in_.size() - in_pos_)
 
 awaitable<void> Link::flush(error_code& ec) {
     if (out_.empty()) co_return;
-    tcp_.expires_after(timeout_);
+    arm();
     if (tls_on_)
         co_await asio::async_write(*ssl_, asio::buffer(out_), asio::redirect_error(use_awaitable, ec));
     else
@@ -145,7 +158,7 @@ awaitable<void> Link::flush(error_code& ec) {
 
 awaitable<void> Link::write(std::string_view bytes, error_code& ec) {
     if (out_.empty()) {
-        tcp_.expires_after(timeout_);
+        arm();
         if (tls_on_)
             co_await asio::async_write(*ssl_, asio::buffer(bytes.data(), bytes.size()),
                                        asio::redirect_error(use_awaitable, ec));

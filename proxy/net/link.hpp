@@ -46,6 +46,11 @@ public:
 
     asio::any_io_executor executor() { return tcp_.get_executor(); }
     void set_timeout(std::chrono::steady_clock::duration d) { timeout_ = d; }
+    // No operation runs past these points (time_point::max(): none). The
+    // command deadline bounds one whole line however slowly it trickles in;
+    // the session deadline bounds everything.
+    void set_command_deadline(std::chrono::steady_clock::time_point t) { command_deadline_ = t; }
+    void set_session_deadline(std::chrono::steady_clock::time_point t) { session_deadline_ = t; }
     std::string remote_address() const;
     uint16_t remote_port() const;
     void close();
@@ -68,6 +73,9 @@ private:
     std::size_t read_size_ = 2048;   // grows to 64 KB while reads come back full
     std::string out_;
     std::chrono::steady_clock::duration timeout_ = std::chrono::minutes(5);
+    std::chrono::steady_clock::time_point command_deadline_ = std::chrono::steady_clock::time_point::max();
+    std::chrono::steady_clock::time_point session_deadline_ = std::chrono::steady_clock::time_point::max();
+    void arm();   // expiry of the next operation: timeout_ from now, within the deadlines
     uint64_t bytes_in_ = 0, bytes_out_ = 0;
 };
 

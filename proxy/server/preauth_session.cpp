@@ -27,6 +27,7 @@ awaitable<void> PreauthSession::serve() {
     if (!relay_) co_return;
     co_await client_.flush(ec);
     if (ec) co_return;
+    client_.set_session_deadline(std::chrono::steady_clock::time_point::max());   // mailbox sessions last
     auto r = co_await net::relay(client_, *upstream_link(), relay_idle());
     bytes_in_ = r.client_to_upstream;
     bytes_out_ = r.upstream_to_client;

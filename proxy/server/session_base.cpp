@@ -61,6 +61,7 @@ SessionBase::SessionBase(const char* protocol, tcp::socket socket, const config:
       client_(std::move(socket), std::move(server_tls)), slot_(std::move(slot)), id_(new_session_id()) {
     ip_ = client_.remote_address();
     port_ = client_.remote_port();
+    client_.set_session_deadline(std::chrono::steady_clock::now() + listener_.session_timeout);
     ++s_->counters.sessions;
     ++s_->counters.sessions_active;
 }
@@ -117,7 +118,10 @@ awaitable<std::string> SessionBase::read_command(std::size_t max_line, error_cod
     co_await client_.flush(ec);
     if (ec) co_return std::string();
     uint64_t closer = wait_idle();
+    // One whole line within command_timeout, however slowly it trickles in.
+    client_.set_command_deadline(std::chrono::steady_clock::now() + listener_.command_timeout);
     std::string line = co_await client_.read_line(max_line, ec);
+    client_.set_command_deadline(std::chrono::steady_clock::time_point::max());
     end_idle(closer, ec);
     co_return line;
 }

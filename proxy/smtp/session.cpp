@@ -76,7 +76,7 @@ awaitable<void> Session::serve() {
             actions = machine_.on_line_too_long();
         } else if (ec) {
             const bool timeout = ec == beast::error::timeout;
-            if (reason_.empty()) reason_ = timeout ? "client idle timeout" : "client disconnected";
+            if (reason_.empty()) reason_ = timeout ? "client timeout (idle, command or session)" : "client disconnected";
             if (timeout || machine_.state() == State::mail || machine_.state() == State::rcpt)
                 result_ = server::Result::aborted;
             co_return;
@@ -219,6 +219,7 @@ awaitable<DataEnd> Session::stream_data(bool& client_lost) {
     bool upstream_ok = true;
     std::string upstream_error;
     upstream_->link().set_timeout(std::chrono::minutes(10));
+    client_.set_timeout(listener_.data_timeout);   // between two chunks of the message
     error_code ec;
     for (;;) {
         std::string_view chunk = co_await client_.read_some(ec);
@@ -260,6 +261,7 @@ awaitable<DataEnd> Session::stream_data(bool& client_lost) {
         }
     }
     if (upstream_) upstream_->link().set_timeout(std::chrono::minutes(5));
+    client_.set_timeout(listener_.idle_timeout);
     switch (end.kind) {
         case DataEnd::Kind::relayed:
             if (end.reply.code / 100 == 2) {
