@@ -8,7 +8,10 @@ transcript. Lines carrying the token are shown as "<N bytes of SASL data>";
 challenges are printed with their base64-decoded text.
 
 usage: sasl_client.py smtp|imap|pop3 PORT implicit|starttls|none xoauth2|oauthbearer USER
-       [--ca CA_FILE] [--host localhost] [--send FROM RCPT SUBJECT]
+       [--ca CA_FILE] [--host localhost] [--send FROM RCPT SUBJECT] [--hold SECONDS]
+--hold keeps an authenticated SMTP session open that long before --send and QUIT
+(for concurrency limits); after a refused SMTP AUTH the QUIT's reply is read and
+printed (it shows whether the server kept the connection open).
 The token is read from the environment variable XO_TOKEN (never from argv).
 exit 0: authenticated (and the message accepted with --send), 1: refused, 2: other error."""
 import argparse
@@ -17,6 +20,7 @@ import os
 import socket
 import ssl
 import sys
+import time
 
 
 class Conn:
@@ -93,7 +97,13 @@ def smtp(c, a, token):
         code, ln = c.smtp_reply()
     if code != 235:
         c.send("QUIT")
+        try:
+            c.smtp_reply()
+        except (OSError, EOFError):
+            pass
         return 1
+    if a.hold:
+        time.sleep(a.hold)
     if a.send:
         frm, rcpt, subject = a.send
         c.send("MAIL FROM:<%s>" % frm)
@@ -176,6 +186,7 @@ def main():
     ap.add_argument("--ca", default=os.environ.get("CA_FILE"))
     ap.add_argument("--host", default="localhost")
     ap.add_argument("--send", nargs=3, metavar=("FROM", "RCPT", "SUBJECT"))
+    ap.add_argument("--hold", type=float, default=0)
     a = ap.parse_args()
     token = os.environ.get("XO_TOKEN", "")
     ctx = ssl.create_default_context(cafile=a.ca)
