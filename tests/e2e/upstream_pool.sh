@@ -1,0 +1,135 @@
+#!/bin/bash
+# Issue 13: upstream sessions the way Exchange allows them. The test world's
+# Exchange front (tests/world/exchange_front.py, SMTP_EXCHANGE_PORT) refuses a
+# fourth concurrent authenticated session per mailbox with 432 4.3.2.
+#  a) straight at the front, no proxy: 10 concurrent sessions on one mailbox,
+#     each holding its session 3 s: exactly 3 get 235, the rest the 432, and
+#     the connection stays open after it (QUIT answered 221)
+#  b) through the proxy (max_upstream_sessions: 3, upstream_wait: 30s): 50
+#     clients at once on login erp, 2 messages each: all 100 delivered, 0
+#     client-visible failures, the front never saw a 4th session (MAX <= 3, no
+#     REFUSED) and `ss` sampled every 100 ms never shows more than 3 proxy
+#     connections to the front
+#  c) 50 one-message sessions in a row: at most 3 upstream sessions opened
+#  d) one token request at the identity provider for b) and c)
+# XO_POOL_KEYS=0 leaves the pool keys out of the proxy config (to run b-d
+# against a proxy that does not know them yet; b-d are then expected to fail).
+source "$(dirname "$0")/lib.sh"
+world_start
+PW='erp-pass word"1'
+FRONT=$SMTP_EXCHANGE_PORT
+SAMPLER_PID=""
+extra_cleanup() {
+  [ -n "$SAMPLER_PID" ] && { kill "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; }
+  return 0
+}
+maildir_count() {  # maildir_count MAILBOX: messages delivered to it so far
+  local d=$MAIL_DIR/${1#*@}/${1%@*}/Maildir/new
+  if [ -d "$d" ]; then find "$d" -type f | wc -l; else echo 0; fi
+}
+wait_delivered() {  # wait_delivered MAILBOX N [seconds]: until N messages are there
+  local end=$((SECONDS + ${3:-30}))
+  while [ "$(maildir_count "$1")" -lt "$2" ] && [ $SECONDS -lt $end ]; do sleep 0.2; done
+  maildir_count "$1"
+}
+front_lines() {  # front_lines FROM_LINE: the front's log from that line on
+  tail -n +"$1" "$EXCHANGE_LOG"
+}
+front_max() {  # front_max FROM_LINE MAILBOX: the highest MAX line for MAILBOX since FROM_LINE (0 if none)
+  front_lines "$1" | awk -v m="$2" '$2 == "MAX" && $3 == m { if ($4 > x) x = $4 } END { print x + 0 }'
+}
+
+echo "== a) 10 concurrent sessions straight at the front, one mailbox"
+umask 077
+curl -sS -m 10 --cacert "$CA_FILE" "$MS_TOKEN_URL" -d grant_type=client_credentials -d client_id="$MS_SECRET_CLIENT_ID" \
+  --data-urlencode client_secret@"$MS_SECRET_FILE" --data-urlencode scope="$MS_SCOPE" \
+  | $PY -c 'import json,sys; print(json.load(sys.stdin)["access_token"])' > "$WORK/token"
+umask 022
+check "a token for alice@contoso.test from the identity provider" test -s "$WORK/token"
+pids=()
+for i in $(seq 1 10); do
+  XO_TOKEN=$(cat "$WORK/token") timeout 60 $PY "$SRC/tests/world/sasl_client.py" smtp "$FRONT" starttls xoauth2 \
+    alice@contoso.test --ca "$CA_FILE" --hold 3 --send alice@contoso.test pool-a@contoso.test "pool-a-$i" \
+    >"$WORK/a$i.out" 2>&1 &
+  pids+=($!)
+done
+ok=0
+for p in "${pids[@]}"; do wait "$p" && ok=$((ok + 1)); done
+n235=$(cat "$WORK"/a*.out | grep -c '^S: 235 ' || true)
+n432=$(cat "$WORK"/a*.out | grep -c '^S: 432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded$' || true)
+check "a: 3 of 10 sessions authenticated (235: $n235, relayed: $ok)" test "$n235" -eq 3 -a "$ok" -eq 3
+check "a: the other 7 got 432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded ($n432)" test "$n432" -eq 7
+open_after=$(grep -h -A2 '^S: 432 ' "$WORK"/a*.out | grep -c '^S: 221 ' || true)
+check "a: the connection stayed open after the 432 (QUIT answered 221 in $open_after of $n432)" test "$open_after" -eq "$n432"
+check "a: the front logged the peak (MAX alice@contoso.test 4: 3 granted + 1 refused at once)" \
+  test "$(front_max 1 alice@contoso.test)" -eq 4
+got=$(wait_delivered pool-a@contoso.test 3)
+check "a: the 3 authenticated sessions' messages were delivered ($got)" test "$got" -eq 3
+grep -rqF -f "$WORK/token" "$WORK"/a*.out "$EXCHANGE_LOG" && fail "a: the token appears in a transcript or the front's log" \
+  || pass "a: no token in the transcripts or the front's log"
+
+echo "== b) 50 clients at once through the proxy, 2 messages each"
+proxy_config "$WORK/proxy.yaml"
+pool_keys="    max_upstream_sessions: 3\n    upstream_wait: 30s\n"
+[ "${XO_POOL_KEYS:-1}" = 0 ] && pool_keys=""
+# connection ms-secret (login erp -> erp@contoso.test) goes to the front instead of Postfix
+$PY - "$WORK/proxy.yaml" "$FRONT" "$SMTP_STARTTLS_PORT" "$pool_keys" <<'PYEOF'
+import sys
+path, front, sub, keys = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].replace("\\n", "\n")
+s = open(path).read()
+head, rest = s.split("  ms-secret:\n", 1)
+block, tail = rest.split("  ms-cert:\n", 1)
+old = "smtp: {host: localhost, port: %s, tls: starttls}" % sub
+assert old in block
+block = block.replace(old, "smtp: {host: localhost, port: %s, tls: starttls}" % front) + keys
+open(path, "w").write(head + "  ms-secret:\n" + block + "  ms-cert:\n" + tail)
+PYEOF
+idp_reset
+proxy_start "$WORK/proxy.yaml"
+start_line=$(($(wc -l < "$EXCHANGE_LOG") + 1))
+# sample the proxy's connections to the front every 100 ms (bounded: 240 s)
+: > "$WORK/ss.samples"
+( for _ in $(seq 1 2400); do
+    [ -e "$WORK/ss.stop" ] && break
+    ss -tnH state established "( dport = :$FRONT )" | wc -l >> "$WORK/ss.samples"
+    sleep 0.1
+  done ) &
+SAMPLER_PID=$!
+XO_PASSWORD=$PW timeout 200 $PY "$SRC/tests/clients/pool_load.py" 127.0.0.1 "$PROXY_SMTP" erp erp@contoso.test \
+  pool-b@contoso.test --sessions 50 --conc 50 --messages 2 --tag pool-b --timeout 90 >"$WORK/b.out" 2>&1 || true
+touch "$WORK/ss.stop"; wait "$SAMPLER_PID" 2>/dev/null || true; SAMPLER_PID=""
+summary=$(grep '^SUMMARY' "$WORK/b.out" || echo "SUMMARY missing")
+check "b: 0 client-visible failures, 100 messages accepted ($summary)" grep -q '^SUMMARY sent=100 failed=0 ' "$WORK/b.out"
+{ grep '^FAIL' "$WORK/b.out" | head -3 | sed 's/^/  first failure: /'; } || true
+got=$(wait_delivered pool-b@contoso.test 100)
+check "b: all 100 messages delivered to the Maildir ($got)" test "$got" -eq 100
+ss_max=$(sort -n "$WORK/ss.samples" | tail -1); ss_n=$(wc -l < "$WORK/ss.samples")
+check "b: never more than 3 proxy connections to the front in $ss_n ss samples (max ${ss_max:-none})" \
+  test -n "$ss_max" -a "${ss_max:-99}" -le 3 -a "$ss_n" -ge 2
+fmax=$(front_max "$start_line" erp@contoso.test)
+check "b: the front saw at most 3 sessions of erp@contoso.test at once (MAX $fmax)" test "$fmax" -ge 1 -a "$fmax" -le 3
+refused=$(front_lines "$start_line" | grep -c ' REFUSED ' || true)
+check "b: the front never had to answer 432 ($refused)" test "$refused" -eq 0
+
+echo "== c) 50 one-message sessions in a row"
+c_line=$(($(wc -l < "$EXCHANGE_LOG") + 1))
+XO_PASSWORD=$PW timeout 200 $PY "$SRC/tests/clients/pool_load.py" 127.0.0.1 "$PROXY_SMTP" erp erp@contoso.test \
+  pool-c@contoso.test --sessions 50 --conc 1 --messages 1 --tag pool-c --timeout 90 >"$WORK/c.out" 2>&1 || true
+summary=$(grep '^SUMMARY' "$WORK/c.out" || echo "SUMMARY missing")
+check "c: 50 sessions, 50 messages accepted ($summary)" grep -q '^SUMMARY sent=50 failed=0 ' "$WORK/c.out"
+got=$(wait_delivered pool-c@contoso.test 50)
+check "c: all 50 delivered ($got)" test "$got" -eq 50
+opens=$(front_lines "$c_line" | grep -c ' OPEN erp@contoso.test ' || true)
+conns=$(front_lines "$c_line" | grep -c ' CONNECT ' || true)
+check "c: at most 3 upstream sessions opened for 50 sessions in a row ($opens authenticated, $conns connections)" \
+  test "$opens" -le 3 -a "$conns" -le 3
+
+echo "== d) token requests"
+n=$(idp_requests "$MS_SECRET_CLIENT_ID")
+check "d: exactly one token request at the identity provider for b) and c) ($n)" test "$n" -eq 1
+grep -v '^$' "$IDP_ISSUED_TOKENS" > "$WORK/issued" || true
+grep -qF -f "$WORK/issued" "$WORK/proxy.log" "$EXCHANGE_LOG" "$WORK/b.out" "$WORK/c.out" \
+  && fail "a token issued in this run appears in the proxy's or the front's log" \
+  || pass "no token issued in this run ($(wc -l < "$WORK/issued")) in the proxy's or the front's log"
+
+finish
