@@ -14,6 +14,8 @@
 #  d) one token request at the identity provider for b) and c)
 # XO_POOL_KEYS=0 leaves the pool keys out of the proxy config (to run b-d
 # against a proxy that does not know them yet; b-d are then expected to fail).
+# XO_POOL_B_CONC=3 runs b) with 3 clients at once instead of 50: a self-check of
+# b)'s checks against a proxy without the pool (then b passes, c and d fail).
 source "$(dirname "$0")/lib.sh"
 world_start
 PW='erp-pass word"1'
@@ -96,7 +98,7 @@ start_line=$(($(wc -l < "$EXCHANGE_LOG") + 1))
   done ) &
 SAMPLER_PID=$!
 XO_PASSWORD=$PW timeout 200 $PY "$SRC/tests/clients/pool_load.py" 127.0.0.1 "$PROXY_SMTP" erp erp@contoso.test \
-  pool-b@contoso.test --sessions 50 --conc 50 --messages 2 --tag pool-b --timeout 90 >"$WORK/b.out" 2>&1 || true
+  pool-b@contoso.test --sessions 50 --conc "${XO_POOL_B_CONC:-50}" --messages 2 --tag pool-b --timeout 90 >"$WORK/b.out" 2>&1 || true
 touch "$WORK/ss.stop"; wait "$SAMPLER_PID" 2>/dev/null || true; SAMPLER_PID=""
 summary=$(grep '^SUMMARY' "$WORK/b.out" || echo "SUMMARY missing")
 check "b: 0 client-visible failures, 100 messages accepted ($summary)" grep -q '^SUMMARY sent=100 failed=0 ' "$WORK/b.out"

@@ -19,7 +19,7 @@ Log (one line each, flushed; never a token):
   CONNECT n=<connections so far>
   OPEN <mailbox> count=<authenticated sessions of it now>
   REFUSED <mailbox> count=<its authenticated sessions> (the 432)
-  CLOSE <mailbox> count=<its authenticated sessions left>
+  CLOSE <mailbox> count=<its authenticated sessions left> (at QUIT before the 221, else at close)
   MAX <mailbox> <n>   at each new peak of sessions that wanted to be
                       authenticated at once (granted + the one refused: a
                       MAX above the limit means 432s were given)
@@ -150,6 +150,13 @@ def mailbox_of(b64):
     return None
 
 
+def release(mailbox):
+    if mailbox:
+        with lock:
+            active[mailbox] -= 1
+            log("CLOSE %s count=%d" % (mailbox, active[mailbox]))
+
+
 def session(conn):
     global sessions
     cl, up, mailbox = Leg(conn), None, None
@@ -220,23 +227,26 @@ def session(conn):
                 n = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
                 up.send(ln + cl.take(n))
                 cl.send(up.reply()[0])
+            elif verb == b"QUIT":
+                up.send(ln)
+                r, _ = up.reply()
+                release(mailbox)   # before the 221: a client told "bye" may count its slot free
+                mailbox = None
+                cl.send(r)
+                return
             else:
                 up.send(ln)
                 r, _ = up.reply()
                 cl.send(r)
-                if verb == b"QUIT":
-                    return
     except (OSError, EOFError, ssl.SSLError, ValueError):
         return
     finally:
         cl.close()
         if up:
             up.close()
+        release(mailbox)
         with lock:
             sessions -= 1
-            if mailbox:
-                active[mailbox] -= 1
-                log("CLOSE %s count=%d" % (mailbox, active[mailbox]))
 
 
 srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
