@@ -96,6 +96,12 @@ struct Connection {
     SaslMechanism sasl = SaslMechanism::xoauth2;
     std::string ca_file;                          // extra CA for upstream and token endpoint
     std::chrono::seconds refresh_window{300};     // renew this long before expiry
+    // SMTP upstream sessions per mailbox: at most this many at once (0: no cap),
+    // reused between transactions, idle at most upstream_idle, retired after
+    // upstream_max_messages; a transaction waits upstream_wait for one.
+    std::size_t max_upstream_sessions = 3;
+    std::chrono::milliseconds upstream_wait{60000}, upstream_idle{30000};
+    std::size_t upstream_max_messages = 100;
     long long secret_expires = 0;                 // unix time (00:00 UTC) the client secret expires; 0: not given
     int line = 0;
     // true when the flow issues one token per mailbox (service account, interactive flows)

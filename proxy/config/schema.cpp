@@ -63,6 +63,11 @@ const Section kConnection{"connections.NAME", {
     {.name = "ca_file", .type = T::path},
     {.name = "sasl", .type = T::choice, .def = "xoauth2", .choices = "xoauth2|oauthbearer"},
     {.name = "refresh_window", .type = T::duration, .def = "300s", .lo = 0, .hi = 3000 * kSec},
+    // default per provider: microsoft 3, google 10, generic 0 (no cap)
+    {.name = "max_upstream_sessions", .type = T::integer, .lo = 0, .hi = 10000},
+    {.name = "upstream_wait", .type = T::duration, .def = "60s", .lo = 0, .hi = 10 * kMin},
+    {.name = "upstream_idle", .type = T::duration, .def = "30s", .lo = 0, .hi = 10 * kMin},
+    {.name = "upstream_max_messages", .type = T::integer, .def = "100", .lo = 1, .hi = 100000},
     {.name = "secret_expires", .type = T::string},    // YYYY-MM-DD; client secret's expiry, for warnings
 }};
 

@@ -52,6 +52,7 @@ awaitable<bool> UpstreamBase::connect(std::string& token, UpstreamError& err) {
     auto tr = co_await tokens_->get(conn_.name, mailbox_);
     if (!tr.ok()) co_return token_failure(err, tr);
     token = tr.token->access_token;
+    token_expires_ = tr.token->expires_at;
     error_code ec;
     link_.set_timeout(std::chrono::seconds(60));
     co_await link_.connect(where_.host, where_.port, ec);
@@ -87,6 +88,7 @@ awaitable<bool> UpstreamBase::authenticate_with_retry(std::string token, Upstrea
         auto tr = co_await tokens_->get(conn_.name, mailbox_);
         if (!tr.ok()) co_return token_failure(err, tr);
         token = tr.token->access_token;
+        token_expires_ = tr.token->expires_at;
     }
     co_return false;
 }

@@ -27,6 +27,8 @@ class UpstreamBase {
 public:
     virtual ~UpstreamBase() = default;
     Link& link() { return link_; }
+    // When the token this session authenticated with expires (a pooled session retires before).
+    std::chrono::steady_clock::time_point token_expires_at() const { return token_expires_; }
     std::string tls_description() const;   // "STARTTLS TLSv1.3" / "implicit TLS TLSv1.3"
     // Called as open() passes "connect", "tls" and "authenticate" (for `xoauth2-proxy test`).
     void observe_steps(std::function<void(const char* step)> f) { on_step_ = std::move(f); }
@@ -57,6 +59,7 @@ protected:
     std::shared_ptr<oauth::TokenCache> tokens_;
     Link link_;
     std::function<void(const char*)> on_step_;
+    std::chrono::steady_clock::time_point token_expires_ = std::chrono::steady_clock::time_point::max();
 };
 
 }  // namespace xo::net

@@ -19,6 +19,7 @@
 #include "config/config.hpp"
 #include "net/link.hpp"
 #include "oauth/token_cache.hpp"
+#include "smtp/pool.hpp"
 
 namespace xo::server {
 
@@ -49,6 +50,7 @@ struct Services {
     std::unique_ptr<auth::Authenticator> authenticator;
     auth::FailureThrottle throttle;
     std::map<std::string, std::shared_ptr<ssl::context>> upstream_tls;   // by connection name
+    smtp::PoolRegistry smtp_pools;   // authenticated SMTP upstream sessions per (connection, mailbox)
     std::string hostname;
     Counters counters;
     asio::thread_pool kdf_pool{1};   // password hashing off the I/O threads

@@ -6,9 +6,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <deque>
+
 #include "server/session_base.hpp"
 #include "smtp/machine.hpp"
 #include "smtp/parser.hpp"
+#include "smtp/pool.hpp"
 #include "smtp/upstream.hpp"
 #include "util/text.hpp"
 
@@ -44,17 +47,28 @@ private:
     const config::Upstream& upstream_of(const config::Connection& c) const override { return c.smtp; }
     awaitable<bool> open_upstream(const config::Connection& c, const std::string& mailbox,
                                   net::UpstreamError& err) override;
-    awaitable<void> finish() override { co_await drop_upstream(true); }
+    awaitable<void> finish() override {
+        give_back(!machine_.has_pending() && machine_.state() != State::mail && machine_.state() != State::rcpt &&
+                  machine_.state() != State::data);
+        co_return;
+    }
 
     awaitable<bool> execute(Actions actions);          // false: the session ends
     awaitable<bool> resolve_pending();                 // reads the upstream's replies to what was forwarded
     awaitable<bool> prepare_mail(const std::string& sender, std::string& refusal);
     awaitable<DataEnd> stream_data(bool& client_lost);
     awaitable<void> drop_upstream(bool polite);
+    void give_back(bool reusable);   // the upstream session back to its pool
+    awaitable<bool> retry_elsewhere(); // after 432/421 to MAIL: the same commands on another session
 
     Machine machine_;
-    std::unique_ptr<Upstream> upstream_;
-    bool flush_upstream_ = false;   // forwards queued, not yet written
+    std::unique_ptr<Upstream> upstream_;            // leased from pool_
+    std::shared_ptr<UpstreamPool> pool_;
+    bool pool_timeout_ = false;                     // the last open failed: no session free in time
+    bool retried_ = false;                          // this transaction moved once already
+    bool retire_ = false;                           // the upstream refused more work (432)
+    std::deque<std::string> inflight_;              // forwarded lines whose replies are still due
+    bool flush_upstream_ = false;                   // forwards queued, not yet written
 };
 
 awaitable<void> Session::serve() {
@@ -64,7 +78,7 @@ awaitable<void> Session::serve() {
     Actions greeting = machine_.start();
     if (!co_await execute(std::move(greeting))) co_return;
     while (!machine_.closed()) {
-        if (draining() && machine_.state() != State::data) {
+        if (draining() && (machine_.state() == State::connected || machine_.state() == State::greeted)) {
             client_.queue("421 4.3.2 Service shutting down, try again later\r\n");
             set_result(result_, "shutdown");
             co_return;
@@ -92,6 +106,10 @@ awaitable<void> Session::serve() {
         if (machine_.has_pending() && (!more || machine_.must_resolve())) {
             if (!co_await resolve_pending()) co_return;
         }
+        // Between transactions the upstream session goes back to its pool for any client of the mailbox.
+        if (upstream_ && !machine_.has_pending() &&
+            (machine_.state() == State::greeted || machine_.state() == State::connected))
+            give_back(!retire_);
     }
 }
 
@@ -120,6 +138,7 @@ awaitable<bool> Session::execute(Actions actions) {
                 server::LoginOutcome o = co_await login_and_open(std::move(a.text), std::move(a.secret));
                 if (o != server::LoginOutcome::ok) co_await drop_upstream(false);
                 if (upstream_) machine_.set_upstream_smtputf8(upstream_->capabilities().smtputf8);
+                give_back(true);   // proved: the first MAIL takes it (or another) from the pool
                 Actions next = machine_.on_login(o, user_ ? user_->mailbox : "");
                 if (!co_await execute(std::move(next))) co_return false;
                 break;
@@ -138,6 +157,7 @@ awaitable<bool> Session::execute(Actions actions) {
                     break;
                 }
                 upstream_->link().queue(a.text);
+                inflight_.push_back(a.text);
                 flush_upstream_ = true;
                 break;
             case Action::Kind::drop_upstream: co_await drop_upstream(false); break;
@@ -165,19 +185,92 @@ awaitable<bool> Session::resolve_pending() {
         if (!upstream_ || ec) {   // one reply per command the client sent, whatever happened
             if (reason_.empty() || result_ == server::Result::ok)
                 set_result(result_, "upstream lost: " + (ec ? ec.message() : std::string("closed")));
+            inflight_.clear();
             Actions next = machine_.on_upstream_lost();
             co_return co_await execute(std::move(next));
         }
+        const bool to_mail = !inflight_.empty() && inflight_.front().rfind("MAIL ", 0) == 0;
+        if (to_mail && (r.code == 432 || r.code == 421)) {
+            // Exchange's "sender thread limit exceeded", or a session going away:
+            // retire it and run the same commands once on another session.
+            spdlog::info("smtp session {} upstream answered MAIL with {} {}: {}", id_, r.code,
+                         util::log_escape(r.text()), retried_ ? "giving up" : "retrying on another session");
+            if (!retried_) {
+                retried_ = true;
+                bool moved = co_await retry_elsewhere();
+                if (moved) continue;
+            }
+            if (r.code == 432) {
+                r = Reply{451, {"4.3.2 Too many sessions for this mailbox at the upstream, try again later"}};
+                retire_ = true;
+            }
+        }
+        if (!inflight_.empty()) inflight_.pop_front();
         Actions next = machine_.on_upstream(r);
         if (!co_await execute(std::move(next))) co_return false;
     }
     co_return true;
 }
 
+awaitable<bool> Session::retry_elsewhere() {
+    const config::Connection* conn = conn_;
+    std::string mailbox = mailbox_;
+    std::deque<std::string> lines = std::move(inflight_);
+    inflight_.clear();
+    co_await drop_upstream(false);
+    std::string why;
+    bool opened = false;   // (no co_await inside && -- g++ 12)
+    if (conn) opened = co_await open_for(*conn, mailbox, why);
+    if (!opened) {
+        inflight_ = std::move(lines);
+        co_return false;
+    }
+    for (const auto& l : lines) upstream_->link().queue(l);
+    inflight_ = std::move(lines);
+    error_code ec;
+    co_await upstream_->link().flush(ec);
+    co_return !ec;
+}
+
+// The pool of (connection, mailbox) gives an idle authenticated session, or
+// room to open one, or nothing within upstream_wait.
 awaitable<bool> Session::open_upstream(const config::Connection& c, const std::string& mailbox,
                                        net::UpstreamError& err) {
-    co_await drop_upstream(true);
-    co_return co_await open_as(upstream_, c, mailbox, err, s_->hostname);
+    give_back(!retire_);
+    retire_ = false;
+    pool_timeout_ = false;
+    auto pool = s_->smtp_pools.get(c, mailbox);
+    UpstreamPool::Lease lease = co_await pool->acquire();
+    if (!lease.ok()) {
+        pool_timeout_ = true;
+        err = {net::UpstreamError::Kind::connect,
+               "no upstream session free for " + mailbox + " within upstream_wait (max_upstream_sessions " +
+                   std::to_string(c.max_upstream_sessions) + ")",
+               "raise upstream_wait, or send fewer messages at once to this mailbox"};
+        co_return false;
+    }
+    if (lease.up) {
+        upstream_ = std::move(lease.up);
+        pool_ = std::move(pool);
+        co_return true;
+    }
+    if (!co_await open_as(upstream_, c, mailbox, err, s_->hostname)) {
+        upstream_.reset();
+        pool->forfeit();
+        co_return false;
+    }
+    pool_ = std::move(pool);
+    co_return true;
+}
+
+void Session::give_back(bool reusable) {
+    if (!upstream_) return;
+    flush_upstream_ = false;
+    inflight_.clear();
+    if (pool_) pool_->release(std::move(upstream_), reusable);
+    else upstream_->link().close();
+    upstream_.reset();
+    pool_.reset();
 }
 
 // Before MAIL: an authenticated client uses its login's upstream (reopened if
@@ -200,13 +293,15 @@ awaitable<bool> Session::prepare_mail(const std::string& sender, std::string& re
         conn = s_->cfg.find_connection(map->connection);
         mailbox = map->mailbox.empty() ? sender : map->mailbox;
     }
+    retried_ = false;
     if (upstream_ && conn == conn_ && mailbox == mailbox_) co_return true;
     std::string why = "connection is not configured";
     bool opened = false;   // (no co_await inside && -- g++ 12)
     if (conn) opened = co_await open_for(*conn, mailbox, why);
     if (opened) co_return true;
     set_result(server::Result::tempfail, why);
-    refusal = "451 4.7.0 Temporary failure: upstream unavailable for " + mailbox + ", try again later";
+    refusal = pool_timeout_ ? "451 4.3.2 All upstream sessions for " + mailbox + " are busy, try again later"
+                            : "451 4.7.0 Temporary failure: upstream unavailable for " + mailbox + ", try again later";
     co_return false;
 }
 
@@ -265,6 +360,7 @@ awaitable<DataEnd> Session::stream_data(bool& client_lost) {
     switch (end.kind) {
         case DataEnd::Kind::relayed:
             if (end.reply.code / 100 == 2) {
+                if (upstream_) upstream_->message_sent();
                 ++messages_;
                 bytes_in_ += scanner.message_bytes();
                 ++s_->counters.messages_relayed;
@@ -294,9 +390,7 @@ awaitable<DataEnd> Session::stream_data(bool& client_lost) {
 awaitable<void> Session::drop_upstream(bool polite) {
     if (!upstream_) co_return;
     if (polite) co_await upstream_->quit();
-    else upstream_->link().close();
-    upstream_.reset();
-    flush_upstream_ = false;
+    give_back(false);
 }
 
 }  // namespace

@@ -26,6 +26,8 @@ public:
     awaitable<Reply> command(std::string_view line, error_code& ec);
     awaitable<Reply> read_reply(error_code& ec);
     const Capabilities& capabilities() const { return caps_; }
+    uint64_t messages() const { return messages_; }   // accepted by this session so far
+    void message_sent() { ++messages_; }
     awaitable<void> quit();
 
 private:
@@ -34,6 +36,7 @@ private:
     std::string hostname_;
     ReplyParser parser_;
     Capabilities caps_;
+    uint64_t messages_ = 0;
 };
 
 }  // namespace xo::smtp

@@ -1,0 +1,146 @@
+#include "smtp/pool.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace xo::smtp {
+
+using clock = std::chrono::steady_clock;
+
+bool UpstreamPool::usable(const Upstream& up, clock::time_point now) const {
+    return up.messages() < limits_.max_messages && now + std::chrono::seconds(60) < up.token_expires_at();
+}
+
+awaitable<UpstreamPool::Lease> UpstreamPool::acquire() {
+    auto ex = co_await asio::this_coro::executor;
+    auto waiter = std::make_shared<Waiter>();
+    {
+        std::lock_guard lock(mu_);
+        auto now = clock::now();
+        sweep(now);
+        while (!idle_.empty()) {   // the most recently used first: it is the warmest
+            Idle i = std::move(idle_.back());
+            idle_.pop_back();
+            if (usable(*i.up, now) && now - i.since < limits_.idle) co_return Lease{std::move(i.up), false};
+            i.up->link().close();
+            --total_;
+        }
+        if (waiters_.empty() && (limits_.max_sessions == 0 || total_ < limits_.max_sessions)) {
+            ++total_;
+            co_return Lease{nullptr, true};
+        }
+        waiter->ex = ex;
+        waiter->timer = std::make_shared<asio::steady_timer>(ex, limits_.wait);
+        waiters_.push_back(waiter);
+    }
+    // hand_over() cancels the timer on this executor, so the wake-up cannot be lost.
+    error_code ec;
+    co_await waiter->timer->async_wait(asio::redirect_error(use_awaitable, ec));
+    std::lock_guard lock(mu_);
+    if (!waiter->done) {   // timed out: leave the queue
+        for (auto it = waiters_.begin(); it != waiters_.end(); ++it)
+            if (*it == waiter) {
+                waiters_.erase(it);
+                break;
+            }
+        co_return Lease{};
+    }
+    co_return Lease{std::move(waiter->up), waiter->room};
+}
+
+void UpstreamPool::hand_over(std::unique_lock<std::mutex>& lock, std::unique_ptr<Upstream> up) {
+    if (!waiters_.empty()) {
+        auto w = waiters_.front();
+        waiters_.pop_front();
+        w->done = true;
+        if (up) w->up = std::move(up);
+        else w->room = true;   // the slot passes to the waiter: total_ unchanged
+        auto timer = w->timer;
+        lock.unlock();
+        asio::post(w->ex, [timer] { timer->cancel(); });
+        return;
+    }
+    if (up) {
+        auto ex = up->link().executor();
+        idle_.push_back(Idle{std::move(up), clock::now()});
+        schedule_sweep(ex);
+    } else {
+        --total_;
+    }
+}
+
+void UpstreamPool::release(std::unique_ptr<Upstream> up, bool reusable) {
+    std::unique_lock lock(mu_);
+    if (!up) {
+        hand_over(lock, nullptr);
+        return;
+    }
+    if (!reusable || !usable(*up, clock::now())) {
+        up->link().close();
+        up.reset();
+    }
+    hand_over(lock, std::move(up));
+}
+
+void UpstreamPool::forfeit() {
+    std::unique_lock lock(mu_);
+    hand_over(lock, nullptr);
+}
+
+void UpstreamPool::sweep(clock::time_point now) {
+    for (auto it = idle_.begin(); it != idle_.end();) {
+        if (now - it->since >= limits_.idle || !usable(*it->up, now)) {
+            it->up->link().close();
+            --total_;
+            it = idle_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+}
+
+// Idle sessions are closed once upstream_idle has passed, before the
+// provider's own idle cut-off, whether or not anyone asks for one again.
+void UpstreamPool::schedule_sweep(const asio::any_io_executor& ex) {
+    if (sweep_scheduled_) return;
+    sweep_scheduled_ = true;
+    auto timer = std::make_shared<asio::steady_timer>(ex, limits_.idle + std::chrono::milliseconds(50));
+    timer->async_wait([timer, weak = weak_from_this()](const error_code&) {
+        auto self = weak.lock();
+        if (!self) return;
+        std::lock_guard lock(self->mu_);
+        self->sweep_scheduled_ = false;
+        self->sweep(clock::now());
+        if (!self->idle_.empty()) self->schedule_sweep(timer->get_executor());
+    });
+}
+
+std::size_t UpstreamPool::open_sessions() const {
+    std::lock_guard lock(mu_);
+    return total_;
+}
+
+std::size_t UpstreamPool::idle_sessions() const {
+    std::lock_guard lock(mu_);
+    return idle_.size();
+}
+
+std::size_t UpstreamPool::waiting() const {
+    std::lock_guard lock(mu_);
+    return waiters_.size();
+}
+
+std::shared_ptr<UpstreamPool> PoolRegistry::get(const config::Connection& c, const std::string& mailbox) {
+    std::lock_guard lock(mu_);
+    auto& p = pools_[c.name + "\n" + mailbox];
+    if (!p) {
+        PoolLimits l;
+        l.max_sessions = c.max_upstream_sessions;
+        l.wait = c.upstream_wait;
+        l.idle = c.upstream_idle;
+        l.max_messages = c.upstream_max_messages;
+        p = std::make_shared<UpstreamPool>(l);
+    }
+    return p;
+}
+
+}  // namespace xo::smtp

@@ -1,0 +1,84 @@
+// Authenticated SMTP upstream sessions per (connection, mailbox), shared by
+// every client session of that mailbox (Exchange Online allows 3 at once and
+// answers the fourth 432 4.3.2). acquire() hands out an idle session, or room
+// to open a new one while fewer than the cap exist, or waits in a fair queue
+// for at most upstream_wait; release() takes a session back after a
+// transaction (RSET state) and gives it to the first waiter or keeps it idle
+// for at most upstream_idle. A session is retired after upstream_max_messages
+// or a minute before its token expires. Thread-safe; waiters are woken on
+// their own executors.
+#pragma once
+#include <chrono>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "asio.hpp"
+#include "smtp/upstream.hpp"
+
+namespace xo::smtp {
+
+struct PoolLimits {
+    std::size_t max_sessions = 3;   // 0: no cap
+    std::chrono::steady_clock::duration wait = std::chrono::seconds(60);
+    std::chrono::steady_clock::duration idle = std::chrono::seconds(30);
+    std::size_t max_messages = 100;
+};
+
+class UpstreamPool : public std::enable_shared_from_this<UpstreamPool> {
+public:
+    explicit UpstreamPool(PoolLimits limits) : limits_(limits) {}
+
+    struct Lease {
+        std::unique_ptr<Upstream> up;   // an idle authenticated session, or
+        bool room = false;              // room to open one (then release() or forfeit())
+        bool ok() const { return up || room; }   // neither: the wait timed out
+    };
+    awaitable<Lease> acquire();
+    // Back after a transaction. `reusable`: the session is authenticated and in
+    // RSET state; otherwise it is closed.
+    void release(std::unique_ptr<Upstream> up, bool reusable);
+    void forfeit();   // room from acquire() not used, or a session that was lost
+
+    std::size_t open_sessions() const;   // idle + in use + being opened
+    std::size_t idle_sessions() const;
+    std::size_t waiting() const;
+
+private:
+    struct Waiter {
+        asio::any_io_executor ex;
+        std::shared_ptr<asio::steady_timer> timer;
+        std::unique_ptr<Upstream> up;
+        bool room = false, done = false;
+    };
+    bool usable(const Upstream& up, std::chrono::steady_clock::time_point now) const;
+    void hand_over(std::unique_lock<std::mutex>& lock, std::unique_ptr<Upstream> up);   // to a waiter, or idle
+    void sweep(std::chrono::steady_clock::time_point now);   // closes idle sessions past their time (mu_ held)
+    void schedule_sweep(const asio::any_io_executor& ex);
+
+    PoolLimits limits_;
+    mutable std::mutex mu_;
+    std::size_t total_ = 0;
+    struct Idle {
+        std::unique_ptr<Upstream> up;
+        std::chrono::steady_clock::time_point since;
+    };
+    std::vector<Idle> idle_;                      // most recently used last
+    std::deque<std::shared_ptr<Waiter>> waiters_;
+    bool sweep_scheduled_ = false;
+};
+
+// One pool per (connection, mailbox), made on first use.
+class PoolRegistry {
+public:
+    std::shared_ptr<UpstreamPool> get(const config::Connection& c, const std::string& mailbox);
+
+private:
+    std::mutex mu_;
+    std::map<std::string, std::shared_ptr<UpstreamPool>> pools_;
+};
+
+}  // namespace xo::smtp
