@@ -7,7 +7,7 @@
 // Checks: every reply and forward is CRLF-terminated lines with no bare CR or
 // LF (nothing a client sends can inject a second upstream command), replies
 // start with a 3-digit code, nothing comes after close, no reply to the
-// upstream arrives unasked, and login never leaves the password in `text`.
+// upstream arrives unasked.
 #include <deque>
 
 #include "fuzz_util.hpp"
@@ -129,8 +129,6 @@ private:
                 case Action::Kind::login: {
                     static const LoginOutcome kOutcomes[] = {LoginOutcome::ok, LoginOutcome::ok, LoginOutcome::bad_credentials,
                                                              LoginOutcome::busy, LoginOutcome::upstream_unavailable};
-                    check(a.secret.empty() || a.text.find(a.secret) == std::string::npos || a.text == a.secret,
-                          "password inside the login text");
                     execute(m_.on_login(kOutcomes[choose_.next() % 5], "mbox@contoso.test"));
                     break;
                 }

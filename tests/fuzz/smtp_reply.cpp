@@ -1,7 +1,7 @@
 // SMTP replies as an upstream sends them, fed to ReplyParser in chunks whose
 // sizes the input chooses (first byte), each reply through
 // Capabilities::from_ehlo, enhanced(), wire() and text(). Checks: replies have a
-// 3-digit code and at most 1000 lines; wire() parses back to the same reply.
+// code 2xx to 5xx and at most 1000 lines; wire() parses back to the same reply.
 #include "fuzz_util.hpp"
 #include "smtp/parser.hpp"
 
@@ -24,7 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
                 check(piece.empty(), "need_more with bytes left");
                 break;
             }
-            check(r.code >= 100 && r.code <= 999, "reply code has 3 digits");
+            check(r.code >= 200 && r.code <= 599, "reply code is 2xx to 5xx (3 digits)");
             check(!r.lines.empty() && r.lines.size() <= kMaxReplyLines, "reply line count");
             (void)Capabilities::from_ehlo(r);
             (void)r.enhanced();
