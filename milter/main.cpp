@@ -16,6 +16,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -79,6 +80,17 @@ void poll_once() {
         else snap = xo::policy::parse_status(r.body);
     }
     if (!snap.reachable) spdlog::warn("proxy status {}: {}", g_cfg.milter.proxy_status, snap.error);
+    // Each change of a connection's state, once (what an admin, and the tests, wait for).
+    static std::map<std::string, std::string> last_state;   // the poller's only (main calls before it starts)
+    if (snap.reachable) {
+        for (const auto& [name, state] : snap.state) {
+            auto it = last_state.find(name);
+            if (it == last_state.end() || it->second != state)
+                spdlog::info("proxy status: connection {} is {}{}", name, state,
+                             it == last_state.end() ? "" : " (was " + it->second + ")");
+        }
+        last_state = snap.state;
+    }
     g_health.set(std::move(snap));
 }
 

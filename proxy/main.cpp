@@ -88,5 +88,5 @@ int main(int argc, char** argv) {
         usage(std::cerr);
         return 2;
     }
-    return xo::cli::run_daemon(loaded.config);
+    return xo::cli::run_daemon(loaded.config, config_path);
 }

@@ -27,7 +27,10 @@ int status_command(const config::Config& cfg, const std::vector<std::string>& ar
 // with its cause and fix; last line "verdict: OK ..." or "verdict: FAILED at STEP: cause".
 int test_command(const config::Config& cfg, const std::vector<std::string>& args);
 
-// Runs the listeners until SIGTERM/SIGINT.
-int run_daemon(const config::Config& cfg);
+// Runs the listeners until SIGTERM/SIGINT. SIGHUP reloads `config_path`: a
+// file with errors is refused (logged as FILE:LINE) and the running
+// configuration kept; running sessions keep the one they started with. At
+// start the open files limit is raised to its hard limit.
+int run_daemon(const config::Config& cfg, const std::string& config_path);
 
 }  // namespace xo::cli

@@ -72,7 +72,8 @@ TokenResult parse_token_response(const HttpResult& http) {
         r.token = std::move(t);
         return r;
     }
-    if (j.is_object() && j.contains("error") && j["error"].is_string()) {
+    // An empty "error" names nothing: treated as no OAuth error body.
+    if (j.is_object() && j.contains("error") && j["error"].is_string() && !j["error"].get_ref<const std::string&>().empty()) {
         e.error = j["error"].get<std::string>();
         std::string desc;
         if (j.contains("error_description") && j["error_description"].is_string())

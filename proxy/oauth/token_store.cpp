@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,6 +36,33 @@ void check_private(const std::string& path, const char* what) {
         throw StoreError(std::string(what) + " " + path + " has mode " + mode_text(st.st_mode) +
                          ": it must not be readable by group or others; chmod 600 " + path);
 }
+
+// An exclusive flock(2) on "<store>.lock", held for one read-modify-write of
+// the store: the daemon and `authorize` (two processes) take it alike, so a
+// rotated refresh token written by one is never overwritten by the other's
+// stale copy. The lock file is separate because the store itself is replaced
+// by rename. Waits for the holder (a write takes milliseconds).
+class StoreLock {
+public:
+    explicit StoreLock(const std::string& store) {
+        std::filesystem::create_directories(std::filesystem::path(store).parent_path());
+        std::string path = store + ".lock";
+        fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd_ < 0) throw StoreError("cannot open lock file " + path + ": " + std::strerror(errno));
+        while (::flock(fd_, LOCK_EX) != 0) {
+            if (errno == EINTR) continue;
+            int e = errno;
+            ::close(fd_);
+            throw StoreError("cannot lock " + path + ": " + std::strerror(e));
+        }
+    }
+    ~StoreLock() { ::close(fd_); }   // closing releases the lock
+    StoreLock(const StoreLock&) = delete;
+    StoreLock& operator=(const StoreLock&) = delete;
+
+private:
+    int fd_ = -1;
+};
 
 std::string read_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
@@ -205,6 +233,10 @@ void FileTokenStore::put(const std::string& connection, const std::string& mailb
     if (!util::valid_utf8(connection) || !util::valid_utf8(mailbox))
         throw StoreError("mailbox is not valid UTF-8: not stored");
     std::lock_guard lock(mu_);
+    StoreLock file_lock(path_);   // other processes: `authorize`, a second daemon
+    // Re-read under the lock whatever the mtime says: two writes within one
+    // tick of the file system's clock leave the same mtime.
+    loaded_ = false;
     load_locked();
     grants_[connection + "\n" + mailbox] = grant;
     save_locked();

@@ -4,7 +4,9 @@
 // ciphertext + 16-byte tag of a JSON document. The key comes from the
 // environment (XOAUTH2_PROXY_STORE_KEY, base64 of 32 bytes) or a key file made
 // with mode 0600 on first use. Writes are atomic (temporary file, fsync,
-// rename). A file that cannot be decrypted, or one readable by group or
+// rename); put() holds an exclusive flock on "<path>.lock" around its
+// read-modify-write, so writers in other processes (`authorize` and the
+// daemon) never lose each other's rotation. A file that cannot be decrypted, or one readable by group or
 // others, is reported with StoreError and never replaced.
 #pragma once
 #include <chrono>

@@ -61,7 +61,7 @@ void respond(const http::request<http::string_body>& req, http::response<http::s
     }
 }
 
-awaitable<void> serve(tcp::socket socket, std::shared_ptr<Services> s, std::shared_ptr<Console> console) {
+awaitable<void> serve(tcp::socket socket, std::shared_ptr<CurrentServices> current, std::shared_ptr<Console> console) {
     error_code peer_ec;
     auto peer = socket.remote_endpoint(peer_ec);
     std::string ip = peer_ec ? "?" : peer.address().to_string();
@@ -78,7 +78,10 @@ awaitable<void> serve(tcp::socket socket, std::shared_ptr<Services> s, std::shar
         res.keep_alive(req.keep_alive());
         std::string target(req.target());
         bool console_answered = co_await console->handle(req, res, ip);
-        if (!console_answered) respond(req, res, *s);
+        if (!console_answered) {
+            std::shared_ptr<Services> s = current->get();
+            respond(req, res, *s);
+        }
         res.prepare_payload();
         co_await http::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
         if (ec || !res.keep_alive()) break;
@@ -87,7 +90,7 @@ awaitable<void> serve(tcp::socket socket, std::shared_ptr<Services> s, std::shar
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
 }
 
-awaitable<void> accept_loop(std::shared_ptr<tcp::acceptor> acceptor, std::shared_ptr<Services> s,
+awaitable<void> accept_loop(std::shared_ptr<tcp::acceptor> acceptor, std::shared_ptr<CurrentServices> current,
                             std::shared_ptr<Console> console) {
     for (;;) {
         error_code ec;
@@ -95,7 +98,7 @@ awaitable<void> accept_loop(std::shared_ptr<tcp::acceptor> acceptor, std::shared
         if (ec == asio::error::operation_aborted) co_return;
         if (ec) continue;
         auto ex = socket.get_executor();
-        asio::co_spawn(ex, serve(std::move(socket), s, console), asio::detached);
+        asio::co_spawn(ex, serve(std::move(socket), current, console), asio::detached);
     }
 }
 
@@ -239,7 +242,8 @@ std::string render_metrics(const Services& s) {
     return o;
 }
 
-void start_admin(asio::io_context& io, std::shared_ptr<Services> s) {
+void start_admin(asio::io_context& io, std::shared_ptr<CurrentServices> current) {
+    std::shared_ptr<Services> s = current->get();
     if (!s->cfg.admin.port) return;
     error_code ec;
     auto addr = asio::ip::make_address(s->cfg.admin.host, ec);
@@ -255,7 +259,7 @@ void start_admin(asio::io_context& io, std::shared_ptr<Services> s) {
     auto console = std::make_shared<Console>(s);
     spdlog::info("admin listener on {}:{} (/healthz /status /metrics{})", s->cfg.admin.host, s->cfg.admin.port,
                  console->enabled() ? ", web console at /" : "");
-    asio::co_spawn(io, accept_loop(acceptor, s, console), asio::detached);
+    asio::co_spawn(io, accept_loop(acceptor, current, console), asio::detached);
 }
 
 }  // namespace xo::server

@@ -15,7 +15,9 @@
 namespace xo::server {
 
 // Binds cfg.admin (when its port is set); throws std::runtime_error on failure.
-void start_admin(asio::io_context& io, std::shared_ptr<Services> services);
+// /status and /metrics report the newest Services (a reload swaps it); the
+// admin address and the web console keep the start's configuration.
+void start_admin(asio::io_context& io, std::shared_ptr<CurrentServices> current);
 
 std::string render_status_json(const Services& s);
 std::string render_metrics(const Services& s);

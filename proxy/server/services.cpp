@@ -11,8 +11,9 @@
 
 namespace xo::server {
 
-std::shared_ptr<Services> make_services(const config::Config& cfg, std::vector<std::string>& problems) {
-    auto s = std::make_shared<Services>();
+std::shared_ptr<Services> make_services(const config::Config& cfg, std::vector<std::string>& problems,
+                                        const std::shared_ptr<Services>& previous) {
+    auto s = std::make_shared<Services>(previous ? previous->shared_counters : nullptr);
     s->cfg = cfg;
     s->tokens = oauth::make_token_cache(s->cfg, problems);
     s->authenticator = std::make_unique<auth::Authenticator>(s->cfg);

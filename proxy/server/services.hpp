@@ -1,8 +1,11 @@
 // What every session shares: the configuration, the token cache, local
 // credential checks and failure throttling, the upstream TLS contexts (one per
 // connection, built once), and the counters the admin listener reports.
-// Built once at start by make_services(); read-only afterwards except for the
-// parts that lock themselves (token cache, authenticator, throttle, metrics).
+// Built by make_services() at start and again at each reload (SIGHUP): a
+// session keeps the Services it started with for its life, new sessions get
+// the newest; the counters are shared by all of them. Read-only after
+// construction except for the parts that lock themselves (token cache,
+// authenticator, throttle, metrics).
 #pragma once
 #include <array>
 #include <atomic>
@@ -45,6 +48,14 @@ struct Counters {
 };
 
 struct Services {
+    // `counters`: those of the Services this one replaces (a reload), so the
+    // metrics and the count of running sessions span every generation.
+    explicit Services(std::shared_ptr<Counters> counters = nullptr)
+        : shared_counters(counters ? std::move(counters) : std::make_shared<Counters>()), counters(*shared_counters) {}
+    Services(const Services&) = delete;
+    Services& operator=(const Services&) = delete;
+
+    std::shared_ptr<Counters> shared_counters;
     config::Config cfg;
     std::shared_ptr<oauth::TokenCache> tokens;
     std::unique_ptr<auth::Authenticator> authenticator;
@@ -52,7 +63,7 @@ struct Services {
     std::map<std::string, std::shared_ptr<ssl::context>> upstream_tls;   // by connection name
     smtp::PoolRegistry smtp_pools;   // authenticated SMTP upstream sessions per (connection, mailbox)
     std::string hostname;
-    Counters counters;
+    Counters& counters;   // *shared_counters
     asio::thread_pool kdf_pool{1};   // password hashing off the I/O threads
     // Checks queued on or running in kdf_pool. At most kdf_max_pending (a KDF
     // costs ~50 ms, so a cold login waits at most ~0.4 s); addresses that
@@ -81,7 +92,28 @@ private:
 };
 
 // Throws std::runtime_error when a connection's CA file cannot be loaded.
-std::shared_ptr<Services> make_services(const config::Config& cfg, std::vector<std::string>& problems);
+// `previous`: the Services being replaced by a reload (its counters carry on).
+std::shared_ptr<Services> make_services(const config::Config& cfg, std::vector<std::string>& problems,
+                                        const std::shared_ptr<Services>& previous = nullptr);
+
+// The Services new sessions get (and the admin listener reports): swapped by a
+// reload while running sessions keep theirs. Thread-safe.
+class CurrentServices {
+public:
+    explicit CurrentServices(std::shared_ptr<Services> s) : s_(std::move(s)) {}
+    std::shared_ptr<Services> get() const {
+        std::lock_guard lock(mu_);
+        return s_;
+    }
+    void set(std::shared_ptr<Services> s) {
+        std::lock_guard lock(mu_);
+        s_ = std::move(s);
+    }
+
+private:
+    mutable std::mutex mu_;
+    std::shared_ptr<Services> s_;
+};
 
 // "1a2b3c4d": short random session ids for log lines.
 std::string new_session_id();

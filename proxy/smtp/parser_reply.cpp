@@ -87,7 +87,8 @@ ReplyParser::Status ReplyParser::feed(std::string_view& in, Reply& out) {
             error_ = "reply line longer than " + std::to_string(kMaxReplyLine) + " octets";
             return Status::error;
         }
-        if (line_.size() < 3 || !digit(line_[0]) || !digit(line_[1]) || !digit(line_[2]) ||
+        // RFC 5321 4.2: the first digit is 2 to 5 ("020" would be relayed as "20").
+        if (line_.size() < 3 || line_[0] < '2' || line_[0] > '5' || !digit(line_[1]) || !digit(line_[2]) ||
             (line_.size() > 3 && line_[3] != ' ' && line_[3] != '-')) {
             error_ = "malformed reply line";
             return Status::error;

@@ -28,7 +28,12 @@ echo 5 > "/proc/$PROXY_PID/clear_refs" 2>/dev/null || true   # reset VmHWM to th
 run fetch-big $C fetch-big "$PROXY_IMAP" erp "$PW" "$WORK/big.eml"
 peak=$(awk '/^VmHWM:/ {print $2}' "/proc/$PROXY_PID/status")
 echo "MEASURE imap 20MB APPEND+FETCH: idle RSS ${idle_rss} kB, peak RSS (VmHWM) ${peak} kB, growth $((peak - idle_rss)) kB"
-check "proxy RSS grew by less than 5 MB during the 20 MB FETCH ($((peak - idle_rss)) kB)" test $((peak - idle_rss)) -lt 5120
+# Under AddressSanitizer freed memory sits in its quarantine: RSS says nothing there.
+if [ "${XO_SANITIZED:-0}" = 1 ]; then
+  echo "SKIP: RSS bound (sanitizer build)"
+else
+  check "proxy RSS grew by less than 5 MB during the 20 MB FETCH ($((peak - idle_rss)) kB)" test $((peak - idle_rss)) -lt 5120
+fi
 
 run idle $C idle "$PROXY_IMAP" gmail gmail-pass "$PROXY_SMTP" gmail gmail-pass alice@fabrikam.test
 
@@ -63,7 +68,8 @@ count_alice() { ls "$MAIL_DIR/contoso.test/alice/Maildir/new" 2>/dev/null | wc -
 before=$(count_alice)
 timeout 120 fetchmail -f "$WORK/fetchmailrc" -i "$WORK/fetchmail.ids" --nodetach --pidfile "$WORK/fetchmail.pid" \
   >"$WORK/fetchmail.out" 2>&1 || true
-sleep 1
+end=$((SECONDS + 30))   # the hand-over may still be on its way: wait for it, bounded
+while [ "$(count_alice)" -le "$before" ] && [ $SECONDS -lt $end ]; do sleep 0.1; done
 after=$(count_alice)
 check "fetchmail fetched through the proxy and handed over to the SMTP listener ($before -> $after in alice's mailbox)" test "$after" -gt "$before"
 grep -E 'message|reading' "$WORK/fetchmail.out" "$WORK/fetchmail.log" 2>/dev/null | head -2 | sed 's/^/  fetchmail: /' || true

@@ -97,7 +97,8 @@ authorize_bg "$WORK/auth-device.out" ms-device --mailbox bob@contoso.test --devi
 code=$(device_code_of "$WORK/auth-device.out")
 check "device code printed with the page and expiry" grep -qE 'open https://localhost:[0-9]+/devicelogin and enter the code [A-Z0-9]+' "$WORK/auth-device.out"
 grep -E 'enter the code|expires' "$WORK/auth-device.out" | sed 's/^/  /'
-sleep 2
+# Approve only after the slow_down was seen (not after a guessed delay).
+wait_for "$WORK/auth-device.out" "slow_down from the provider" || true
 idp_control "{\"device\": {\"user_code\": \"$code\", \"action\": \"approve\", \"mailbox\": \"bob@contoso.test\"}}"
 authorize_wait; rc=$?
 check "device code: slow_down honoured (interval raised by 5 s)" grep -q 'slow_down from the provider: polling every 6 s' "$WORK/auth-device.out"

@@ -50,6 +50,13 @@ wait_port() {  # wait_port PORT [seconds]
   return 1
 }
 
+# wait_grep GREP_ARGS...: `grep -q GREP_ARGS` until it matches, at most 30 s
+# (a daemon's log line may still be on its way: never a fixed sleep).
+wait_grep() {
+  local end=$((SECONDS + 30))
+  until grep -q "$@" 2>/dev/null; do [ $SECONDS -lt $end ] || return 1; sleep 0.1; done
+}
+
 hash_password() { printf '%s\n' "$1" | "$PROXY_BIN" hash-password; }
 
 # proxy_config FILE: a config for every connection kind against the test world.

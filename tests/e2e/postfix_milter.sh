@@ -93,15 +93,19 @@ XO_PASSWORD='erp-pass word"1' $PY "$SRC/tests/clients/smtp_send.py" 127.0.0.1 "$
   alice@contoso.test "$WORK/probe.eml" >"$WORK/probe.out" 2>&1 || true
 check "/status shows ms-secret failing with AADSTS7000215" \
   bash -c "curl -sS -m 5 http://127.0.0.1:$PROXY_ADMIN/status | grep -q AADSTS7000215"
-sleep 2.5   # the milter polls every second
+# The milter polls /status every second: wait until it has seen the failure.
+check "milter saw ms-secret failing" wait_grep "proxy status: connection ms-secret is failing" "$WORK/milter.log"
 r=$(to_site tempfail alice@contoso.test alice@contoso.test "while failing")
 expect "milter tempfails while the connection is failing: 451" '^RESULT 451 4\.7\.0 .*ms-secret' "$r"
 grep 'tempfailed' "$WORK/milter.log" | tail -1 | sed 's/^/  milter log: /'
 
 # The proxy unreachable: the configured default (tempfail).
+polls=$(grep -c "proxy status http" "$WORK/milter.log" || true)
 proxy_stop
 idp_reset
-sleep 5
+# Until the milter has found the proxy unreachable (a failed poll logs a line).
+end=$((SECONDS + 30))
+while [ "$(grep -c "proxy status http" "$WORK/milter.log" || true)" -le "$polls" ] && [ $SECONDS -lt $end ]; do sleep 0.1; done
 r=$(to_site unreachable alice@contoso.test alice@contoso.test "proxy down")
 expect "proxy unreachable: tempfail by default" '^RESULT 451 4\.7\.0' "$r"
 finish

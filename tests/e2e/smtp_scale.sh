@@ -1,8 +1,6 @@
 #!/bin/bash
 # 50 concurrent SMTP sessions on one connection cause one token request at the
-# identity provider; a token is reused outside the refresh window and renewed once
-# inside it; a
-# 30 MB message relays with the proxy's peak RSS growing by less than 5 MB
+# identity provider, and the token is reused afterwards; a 30 MB message relays with the proxy's peak RSS growing by less than 5 MB
 # over an idle proxy (VmHWM from /proc, printed for the closing note).
 source "$(dirname "$0")/lib.sh"
 world_start
@@ -34,7 +32,11 @@ f=$(maildir_find alice@contoso.test "Subject: big-30mb") && \
 
 # 50 sessions at once on a connection whose token is not cached yet.
 idp_reset
-idp_control '{"token_lifetime": 303}'   # 3 s outside the 300 s refresh window, then renewed
+# An hour's token: however slow the machine, the test ends long before the
+# token reaches the 300 s refresh window, so every count below is exact. The
+# renewal inside the window is the token cache's unit test (fake clock):
+# OauthTokenCache.RenewsOnceInsideRefreshWindow and the stale-while-revalidate tests.
+idp_control '{"token_lifetime": 3600}'
 for i in $(seq 1 50); do
   $PY "$SRC/tests/clients/make_message.py" "$WORK/c$i.eml" scanner@contoso.test alice@contoso.test "concurrent-$i"
 done
@@ -54,16 +56,4 @@ XO_PASSWORD=scanner-pass $PY "$SRC/tests/clients/smtp_send.py" 127.0.0.1 "$PROXY
   scanner@contoso.test alice@contoso.test "$WORK/c1.eml" >"$WORK/reuse.out" 2>&1 || true
 n=$(idp_requests "$MS_CERT_CLIENT_ID")
 check "token reused outside the refresh window (requests: $n)" test "$n" -eq 1
-# ...and renewed once inside it, however many sessions ask.
-sleep 3.2
-pids=()
-for i in $(seq 1 10); do
-  XO_PASSWORD=scanner-pass timeout 120 $PY "$SRC/tests/clients/smtp_send.py" 127.0.0.1 "$PROXY_SMTP" scanner - \
-    scanner@contoso.test alice@contoso.test "$WORK/c$i.eml" >"$WORK/renew$i.out" 2>&1 &
-  pids+=($!)
-done
-for p in "${pids[@]}"; do wait "$p" || true; done
-n=$(idp_requests "$MS_CERT_CLIENT_ID")
-check "renewed once inside the refresh window by 10 concurrent sessions (requests: $n)" test "$n" -eq 2
-
 finish

@@ -118,6 +118,11 @@ TEST(OauthResponse, ParsesSuccessAndMicrosoftError) {
     EXPECT_TRUE(r.error.transient);
     EXPECT_EQ(r.error.error, "server_error");
 
+    // Found by fuzzing: an empty "error" is no error name; the HTTP status speaks.
+    HttpResult empty_error{true, "", 500, R"({"error": ""})", "application/json"};
+    r = parse_token_response(empty_error);
+    EXPECT_EQ(r.error.error, "server_error");
+
     HttpResult net{false, "connect localhost:1: Connection refused", 0, "", ""};
     r = parse_token_response(net);
     EXPECT_TRUE(r.error.transient);

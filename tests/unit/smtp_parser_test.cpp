@@ -245,7 +245,7 @@ TEST(SmtpReply, EnhancedCodesAndWire) {
 
 TEST(SmtpReply, Errors) {
     for (std::string bad : {"25 short\r\n", "abc text\r\n", "250-a\r\n251 b\r\n", "250x\r\n", "\r\n", "2500 x\r\n",
-                            "-250 x\r\n"}) {
+                            "-250 x\r\n", "020 x\r\n", "650 x\r\n", "150 x\r\n"}) {
         ReplyParser p;
         Reply r;
         std::string_view in = bad;
