@@ -102,7 +102,7 @@ protected:
         }
         auto up = std::make_unique<U>(co_await asio::this_coro::executor, c, mailbox, s_->tokens, tls->second, extra...);
         if (!co_await up->open(err)) co_return false;
-        spdlog::info("{} session {} upstream {} open for {} ({}, {})", protocol_, id_, upstream_of(c).text(),
+        spdlog::info("{} session {} upstream {} open for {} ({}, AUTH {})", protocol_, id_, upstream_of(c).text(),
                      util::log_escape(mailbox), up->tls_description(),
                      c.sasl == config::SaslMechanism::oauthbearer ? "OAUTHBEARER" : "XOAUTH2");
         out = std::move(up);
