@@ -21,14 +21,7 @@ const char* to_string(State s);
 
 inline constexpr std::size_t kMaxCommandBytes = 16384;   // a pre-auth command, literals included
 
-struct MachineConfig {
-    std::string id;
-    bool starttls_offered = false;
-    bool tls_active = false;
-    bool plaintext_auth = false;   // loopback or allow_plaintext_auth
-    int max_errors = 10, max_auth_failures = 3;
-};
-
+using MachineConfig = server::PreauthConfig;
 using Action = server::PreauthAction;
 using Actions = server::PreauthActions;
 

@@ -16,14 +16,7 @@ namespace xo::pop3 {
 enum class State { authorization, auth, login, transaction, closed };
 const char* to_string(State s);
 
-struct MachineConfig {
-    std::string id;
-    bool starttls_offered = false;
-    bool tls_active = false;
-    bool plaintext_auth = false;
-    int max_errors = 10, max_auth_failures = 3;
-};
-
+using MachineConfig = server::PreauthConfig;
 using Action = server::PreauthAction;
 using Actions = server::PreauthActions;
 

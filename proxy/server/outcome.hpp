@@ -14,6 +14,15 @@ enum class LoginOutcome {
     upstream_unavailable,   // password right, but no token or no upstream session
 };
 
+// What an IMAP or POP3 pre-authentication machine is told about its session.
+struct PreauthConfig {
+    std::string id;                 // session id, for the debug trace
+    bool starttls_offered = false;  // the listener has tls: starttls
+    bool tls_active = false;        // implicit TLS
+    bool plaintext_auth = false;    // logins allowed without TLS (loopback or allow_plaintext_auth)
+    int max_errors = 10, max_auth_failures = 3;
+};
+
 struct PreauthAction {
     enum class Kind {
         reply,       // text, with CRLF
