@@ -31,6 +31,19 @@ awaitable<void> wait_for_signal(asio::io_context& io, server::Listeners* listene
     io.stop();
 }
 
+// SIGHUP (systemctl reload): the config is read at start only, so it is logged
+// and otherwise ignored; without this the default action would end the daemon.
+awaitable<void> ignore_hangups(asio::io_context& io) {
+    asio::signal_set hup(io, SIGHUP);
+    for (;;) {
+        error_code ec;
+        co_await hup.async_wait(asio::redirect_error(use_awaitable, ec));
+        if (ec) co_return;
+        spdlog::warn("SIGHUP: reloading the configuration is not supported yet; restart to apply changes "
+                     "(systemctl restart xoauth2-proxy)");
+    }
+}
+
 // Credentials that expire within 30 days (or cannot be read): warned at start, then daily.
 awaitable<void> expiry_warnings(config::Config cfg) {
     asio::steady_timer timer(co_await asio::this_coro::executor);
@@ -72,6 +85,7 @@ int run_daemon(const config::Config& cfg) {
     }
     asio::co_spawn(io, wait_for_signal(io, &listeners, services), asio::detached);
     asio::co_spawn(io, expiry_warnings(cfg), asio::detached);
+    asio::co_spawn(io, ignore_hangups(io), asio::detached);
     spdlog::info("xoauth2-proxy " XO_VERSION " ready: {} connection(s), {} user(s)", cfg.connections.size(),
                  cfg.users.size());
     unsigned n = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
