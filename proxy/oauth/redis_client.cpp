@@ -261,7 +261,7 @@ void RedisClient::run() {
                 Job job = std::move(queue_.front());
                 queue_.pop_front();
                 RedisResult r;
-                r.error = opts_.url.display() + " unavailable: " + down_reason_;
+                r.error = "unavailable: " + down_reason_;
                 lock.unlock();
                 job.done(std::move(r));
                 lock.lock();

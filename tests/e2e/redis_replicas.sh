@@ -9,13 +9,15 @@
 #   - replica 1 killed mid-run: its clients retry through HAProxy, nothing lost;
 #   - a DUMP (and the value) of every Redis key holds no issued token in clear;
 #   - Redis down: a cached token still relays, an uncached mailbox gets 454 4.7.0,
-#     /status says why; Redis back: reconnected (backoff) and relaying again.
+#     /status says why; Redis back: reconnected (backoff) and relaying again;
+#   - rediss://: the server certificate verified against redis_ca_file, a
+#     certificate for another name refused.
 source "$(dirname "$0")/lib.sh"
 world_start
 R2_SMTP=$((PORT_BASE + 50)) R2_ADMIN=$((PORT_BASE + 51)) REDIS_PORT=$((PORT_BASE + 52)) LB_PORT=$((PORT_BASE + 53))
 LIFE=15
 PW='replica pass'
-REDIS_PID="" LB_PID="" R2_PID=""
+REDIS_PID="" LB_PID="" R2_PID="" TLS_PIDS=()
 mkdir -p "$WORK/redis"; chmod 700 "$WORK/redis"
 REDIS_PASS=$(openssl rand -hex 16)
 ( umask 077; printf '%s\n' "$REDIS_PASS" > "$WORK/redis.pass"
@@ -31,7 +33,10 @@ stop_pid() {  # stop_pid PID: TERM, then KILL after 10 s
   kill -KILL "$1" 2>/dev/null || true
   wait "$1" 2>/dev/null || true
 }
-extra_cleanup() { stop_pid "$R2_PID"; stop_pid "$LB_PID"; stop_pid "$REDIS_PID"; }
+extra_cleanup() {
+  stop_pid "$R2_PID"; stop_pid "$LB_PID"; stop_pid "$REDIS_PID"
+  local p; for p in "${TLS_PIDS[@]}"; do stop_pid "$p"; done
+}
 redis_start() {
   redis-server "$WORK/redis.conf" >/dev/null 2>&1 &
   REDIS_PID=$!
@@ -213,4 +218,20 @@ done
 check "Redis back: replica 2 reconnected within 10 s" test -n "$up"
 check "Redis back: carol relays" send carol "$R2_SMTP" redis-back-carol 3
 check "no token or password in the replicas' logs" bash -c "! grep -qF -e '$REDIS_PASS' -e '$XOAUTH2_PROXY_STORE_KEY' '$WORK/r1.log' '$WORK/r2.log'"
+# --- rediss://: verified TLS (the world's CA; a certificate for another name is refused)
+TLS_OK=$((PORT_BASE + 54)) TLS_WRONG=$((PORT_BASE + 55))
+for pair in "$TLS_OK:localhost" "$TLS_WRONG:wrong.example.test"; do
+  port=${pair%%:*} name=${pair#*:}
+  mkdir -p "$WORK/redis-$port"
+  ( umask 077; printf 'port 0\ntls-port %s\nbind 127.0.0.1\ntls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\ntls-auth-clients no\nrequirepass %s\ndir %s\nsave ""\nlogfile %s\n' \
+    "$port" "$WORLD_ROOT/tls/$name.pem" "$WORLD_ROOT/tls/$name.key" "$CA_FILE" "$REDIS_PASS" "$WORK/redis-$port" "$WORK/redis-$port.log" >"$WORK/redis-$port.conf" )
+  redis-server "$WORK/redis-$port.conf" >/dev/null 2>&1 &
+  TLS_PIDS+=($!)
+  wait_port "$port" 10 || fail "TLS redis-server on $port did not start"
+  sed -e "s|store: redis://127.0.0.1:$REDIS_PORT/0|store: rediss://localhost:$port/0\n  redis_ca_file: $CA_FILE|" "$WORK/r1.yaml" >"$WORK/tls-$port.yaml"
+  timeout 60 "$PROXY_BIN" --config "$WORK/tls-$port.yaml" status ms-device >"$WORK/status-tls-$port.out" 2>&1 || true
+done
+check "rediss:// with the CA: connected (status)" grep -q "token store: connected to rediss://localhost:$TLS_OK/0" "$WORK/status-tls-$TLS_OK.out"
+check "rediss:// to a certificate for another name: refused" grep -qE "certificate verify failed|TLS handshake failed" "$WORK/status-tls-$TLS_WRONG.out"
+grep -m1 -E "certificate verify failed|TLS handshake failed" "$WORK/status-tls-$TLS_WRONG.out" | sed 's/^/  /'
 finish
