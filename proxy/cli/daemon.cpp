@@ -4,6 +4,8 @@
 
 #include "cli/commands.hpp"
 #include "diagnose/expiry.hpp"
+#include "oauth/token_cache.hpp"
+#include "oauth/token_store.hpp"
 #include "server/admin.hpp"
 #include "server/listeners.hpp"
 
@@ -93,6 +95,7 @@ int run_daemon(const config::Config& cfg) {
     for (unsigned i = 1; i < n; ++i) threads.emplace_back([&io] { io.run(); });
     io.run();
     for (auto& t : threads) t.join();
+    if (auto store = services->tokens->store()) store->close();   // before `io` goes: its handlers post to it
     spdlog::info("xoauth2-proxy stopped");
     return 0;
 }

@@ -106,13 +106,17 @@ RedisClient::RedisClient(RedisOptions opts) : opts_(std::move(opts)) {
     worker_ = std::thread([this] { run(); });
 }
 
-RedisClient::~RedisClient() {
+RedisClient::~RedisClient() { stop(); }
+
+void RedisClient::stop() {
     {
         std::lock_guard lock(mu_);
         stopping_ = true;
     }
     cv_.notify_all();
-    worker_.join();
+    // The worker never owns the client: completions are posted, and the daemon
+    // calls stop() before its io_context (and the coroutines it holds) is destroyed.
+    if (worker_.joinable() && worker_.get_id() != std::this_thread::get_id()) worker_.join();
 }
 
 void RedisClient::enqueue(std::vector<std::string> argv, Done done) {

@@ -51,7 +51,10 @@ class RedisClient {
 public:
     // Throws std::runtime_error when the TLS context cannot be made (bad ca_file).
     explicit RedisClient(RedisOptions opts);
-    ~RedisClient();   // stops the worker; queued commands fail
+    ~RedisClient();   // stop()
+    // Fails queued commands ("stopping") and joins the worker. Call it before the
+    // io_context of any waiting coroutine is destroyed. Idempotent.
+    void stop();
     RedisClient(const RedisClient&) = delete;
     RedisClient& operator=(const RedisClient&) = delete;
 

@@ -29,6 +29,7 @@ public:
     std::string describe() const override { return client_->url().display(); }
     std::string health() const override { return client_->state(); }
     bool healthy() const override { return client_->up(); }
+    void close() override { client_->stop(); }
 
     // --- the shared refresh (daemon)
     struct Access {

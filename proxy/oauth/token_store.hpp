@@ -46,6 +46,9 @@ public:
     // A networked store's connection state ("connected to ...", "... unavailable: why").
     virtual std::string health() const { return ""; }
     virtual bool healthy() const { return true; }
+    // Ends background work (a networked store's connection thread) before the
+    // io_context it completes on goes away.
+    virtual void close() {}
 };
 
 class FileTokenStore final : public TokenStore {

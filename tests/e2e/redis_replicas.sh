@@ -217,6 +217,8 @@ for _ in $(seq 1 100); do
 done
 check "Redis back: replica 2 reconnected within 10 s" test -n "$up"
 check "Redis back: carol relays" send carol "$R2_SMTP" redis-back-carol 3
+stop_pid "$R2_PID"; R2_PID=""
+check "replica 2 stops cleanly on SIGTERM (Redis thread ended first)" grep -q 'xoauth2-proxy stopped' "$WORK/r2.log"
 check "no token or password in the replicas' logs" bash -c "! grep -qF -e '$REDIS_PASS' -e '$XOAUTH2_PROXY_STORE_KEY' '$WORK/r1.log' '$WORK/r2.log'"
 # --- rediss://: verified TLS (the world's CA; a certificate for another name is refused)
 TLS_OK=$((PORT_BASE + 54)) TLS_WRONG=$((PORT_BASE + 55))
