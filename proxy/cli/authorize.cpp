@@ -19,6 +19,7 @@
 #include "net/tls.hpp"
 #include "oauth/http_client.hpp"
 #include "oauth/provider.hpp"
+#include "oauth/redis_store.hpp"
 #include "oauth/token_store.hpp"
 #include "util/base64.hpp"
 
@@ -133,7 +134,7 @@ int save(oauth::TokenStore& store, const config::Connection& conn, const std::st
         return 1;
     }
     std::cout << "authorized " << mailbox << " for connection " << conn.name << "; refresh token saved (encrypted) in "
-              << static_cast<oauth::FileTokenStore&>(store).path() << "\n";
+              << store.describe() << "\n";
     return 0;
 }
 
@@ -285,9 +286,9 @@ int authorize_command(const config::Config& cfg, const std::vector<std::string>&
             return 2;
         }
     }
-    std::unique_ptr<oauth::FileTokenStore> store;
+    std::shared_ptr<oauth::TokenStore> store;
     try {
-        store = std::make_unique<oauth::FileTokenStore>(cfg.tokens.store);
+        store = oauth::make_token_store(cfg.tokens);
     } catch (const std::exception& e) {
         std::cerr << "authorize: " << e.what() << "\n";
         return 1;

@@ -5,6 +5,8 @@
 
 #include "cli/commands.hpp"
 #include "diagnose/expiry.hpp"
+#include "oauth/token_cache.hpp"
+#include "oauth/token_store.hpp"
 #include "server/admin.hpp"
 #include "server/listeners.hpp"
 
@@ -153,6 +155,9 @@ int run_daemon(const config::Config& cfg, const std::string& config_path) {
     for (unsigned i = 1; i < n; ++i) threads.emplace_back([&io] { io.run(); });
     io.run();
     for (auto& t : threads) t.join();
+    // The token store's thread ends before `io` goes: its handlers post to it.
+    if (auto now = current->get())
+        if (auto store = now->tokens->store()) store->close();
     spdlog::info("xoauth2-proxy stopped");
     return 0;
 }

@@ -11,6 +11,7 @@
 #include "diagnose/expiry.hpp"
 #include "oauth/jwt.hpp"
 #include "oauth/token_cache.hpp"
+#include "oauth/redis_store.hpp"
 #include "oauth/token_store.hpp"
 #include "util/text.hpp"
 
@@ -41,7 +42,7 @@ int status_command(const config::Config& cfg, const std::vector<std::string>& ar
     if (!only.empty()) one.connections = {{only, *cfg.find_connection(only)}};
     std::vector<std::string> problems;
     auto cache = oauth::make_token_cache(one, problems);
-    std::unique_ptr<oauth::FileTokenStore> store;
+    std::shared_ptr<oauth::TokenStore> store;
     std::string store_error;
     long long now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     int bad = 0;
@@ -67,7 +68,7 @@ int status_command(const config::Config& cfg, const std::vector<std::string>& ar
         if (interactive) {
             if (!store && store_error.empty()) {
                 try {
-                    store = std::make_unique<oauth::FileTokenStore>(cfg.tokens.store);
+                    store = oauth::make_token_store(cfg.tokens);
                 } catch (const std::exception& e) {
                     store_error = e.what();
                 }
@@ -76,6 +77,7 @@ int status_command(const config::Config& cfg, const std::vector<std::string>& ar
                 try {
                     for (const auto& [key, g] : store->all())
                         if (key.substr(0, key.find('\n')) == name) mailboxes.insert(key.substr(key.find('\n') + 1));
+                    if (!store->health().empty()) std::cout << "  token store: " << store->health() << "\n";
                 } catch (const std::exception& e) {
                     std::cout << "  token store: " << util::log_escape(e.what()) << "\n";
                     ++bad;

@@ -141,7 +141,23 @@ struct TokenSettings {
     std::chrono::milliseconds backoff{500};
     std::chrono::seconds http_timeout{30};
     std::string store = "/var/lib/xoauth2-proxy/tokens.db";  // refresh tokens (interactive flows)
+    Secret redis_password;                        // redis:// stores
+    std::string redis_ca_file;                    // rediss://
+    std::chrono::milliseconds redis_lock_timeout{45000};
 };
+
+// tokens.store as Redis: redis://[:PASSWORD@]HOST[:PORT][/DB] or rediss://...
+struct RedisUrl {
+    bool tls = false;
+    std::string host;
+    uint16_t port = 6379;
+    int db = 0;
+    std::string password;   // from the URL (discouraged: use tokens.redis_password)
+    std::string display() const;   // "redis://host:port/db", never the password
+};
+bool is_redis_url(const std::string& s);
+// nullopt, with `why`, when malformed.
+std::optional<RedisUrl> parse_redis_url(const std::string& s, std::string& why);
 
 struct Config {
     std::string file;

@@ -218,7 +218,20 @@ void load_misc(Loader& L, const YAML::Node& root, Config& cfg) {
     if (auto v = L.integer(t, T["max_attempts"], "tokens")) cfg.tokens.max_attempts = int(*v);
     if (auto v = L.duration_ms(t, T["backoff"], "tokens")) cfg.tokens.backoff = std::chrono::milliseconds(*v);
     if (auto v = L.duration_ms(t, T["http_timeout"], "tokens")) cfg.tokens.http_timeout = std::chrono::seconds(*v / 1000);
-    if (auto v = L.str(t, T["store"], "tokens")) cfg.tokens.store = L.resolve(*v);
+    if (auto v = L.str(t, T["store"], "tokens"))
+        cfg.tokens.store = is_redis_url(*v) ? *v : L.resolve(*v);
+    if (is_redis_url(cfg.tokens.store)) {
+        std::string why;
+        if (!parse_redis_url(cfg.tokens.store, why))
+            L.error(t["store"], "tokens.store", why);
+        cfg.tokens.redis_password = L.secret(t, T["redis_password"], "tokens");
+        if (auto v = L.str(t, T["redis_ca_file"], "tokens")) cfg.tokens.redis_ca_file = L.resolve(*v);
+        if (auto v = L.duration_ms(t, T["redis_lock_timeout"], "tokens"))
+            cfg.tokens.redis_lock_timeout = std::chrono::milliseconds(*v);
+    } else {
+        for (const char* k : {"redis_password", "redis_ca_file"})
+            if (t[k]) L.error(t[k], std::string("tokens.") + k, "only with a redis:// or rediss:// tokens.store");
+    }
     load_milter(L, section("milter", S::kMilter), cfg);
     if (cfg.milter.proxy_status.empty() && cfg.admin.port)
         cfg.milter.proxy_status = "http://" + cfg.admin.host + ":" + std::to_string(cfg.admin.port) + "/status";

@@ -133,4 +133,64 @@ bool LoadResult::ok() const {
     return std::none_of(diagnostics.begin(), diagnostics.end(), [](const Diagnostic& d) { return d.error; });
 }
 
+bool is_redis_url(const std::string& s) {
+    return s.rfind("redis://", 0) == 0 || s.rfind("rediss://", 0) == 0;
+}
+
+std::string RedisUrl::display() const {
+    bool v6 = host.find(':') != std::string::npos;
+    return std::string(tls ? "rediss://" : "redis://") + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port) +
+           "/" + std::to_string(db);
+}
+
+std::optional<RedisUrl> parse_redis_url(const std::string& s, std::string& why) {
+    RedisUrl u;
+    std::string rest;
+    if (s.rfind("rediss://", 0) == 0) u.tls = true, rest = s.substr(9);
+    else if (s.rfind("redis://", 0) == 0) rest = s.substr(8);
+    else { why = "not a redis:// or rediss:// URL"; return std::nullopt; }
+    std::string path;
+    if (auto slash = rest.find('/'); slash != std::string::npos) path = rest.substr(slash + 1), rest.resize(slash);
+    if (auto at = rest.rfind('@'); at != std::string::npos) {
+        std::string cred = rest.substr(0, at);
+        rest = rest.substr(at + 1);
+        auto colon = cred.find(':');
+        u.password = colon == std::string::npos ? cred : cred.substr(colon + 1);
+    }
+    std::string port;
+    if (!rest.empty() && rest[0] == '[') {
+        auto close = rest.find(']');
+        if (close == std::string::npos) { why = "unclosed [ in the host"; return std::nullopt; }
+        u.host = rest.substr(1, close - 1);
+        if (close + 1 < rest.size()) {
+            if (rest[close + 1] != ':') { why = "expected :PORT after ]"; return std::nullopt; }
+            port = rest.substr(close + 2);
+        }
+    } else if (auto colon = rest.rfind(':'); colon != std::string::npos) {
+        u.host = rest.substr(0, colon);
+        port = rest.substr(colon + 1);
+    } else {
+        u.host = rest;
+    }
+    if (u.host.empty()) { why = "no host in " + std::string(u.tls ? "rediss" : "redis") + ":// URL"; return std::nullopt; }
+    auto number = [](const std::string& t, long long hi) -> std::optional<long long> {
+        if (t.empty() || t.size() > 6 || !std::all_of(t.begin(), t.end(), [](unsigned char c) { return std::isdigit(c); }))
+            return std::nullopt;
+        long long v = std::stoll(t);
+        if (v > hi) return std::nullopt;
+        return v;
+    };
+    if (!port.empty()) {
+        auto p = number(port, 65535);
+        if (!p || *p == 0) { why = "bad port '" + port + "' (1-65535)"; return std::nullopt; }
+        u.port = uint16_t(*p);
+    }
+    if (!path.empty()) {
+        auto d = number(path, 1000);
+        if (!d) { why = "bad database number '" + path + "' (0-1000)"; return std::nullopt; }
+        u.db = int(*d);
+    }
+    return u;
+}
+
 }  // namespace xo::config

@@ -104,7 +104,11 @@ const Section kTokens{"tokens", {
     {.name = "max_attempts", .type = T::integer, .def = "3", .lo = 1, .hi = 10},
     {.name = "backoff", .type = T::duration, .def = "500ms", .lo = 0, .hi = 60 * kSec},
     {.name = "http_timeout", .type = T::duration, .def = "30s", .lo = kSec, .hi = 300 * kSec},
+    // A file path, or redis://HOST:PORT/DB (rediss:// for TLS) shared by replicas.
     {.name = "store", .type = T::path, .def = "/var/lib/xoauth2-proxy/tokens.db"},
+    {.name = "redis_password", .type = T::secret},     // AUTH for a Redis store: {file:} or {env:}
+    {.name = "redis_ca_file", .type = T::path},        // rediss://: CA bundle (default: the system's)
+    {.name = "redis_lock_timeout", .type = T::duration, .def = "45s", .lo = kSec, .hi = 600 * kSec},
 }};
 
 const Section kMilter{"milter", {

@@ -132,6 +132,14 @@ const std::vector<Row> kTable = {
     {S::token, "needs_authorization", "", "",
      "this mailbox has not been authorized yet",
      "run 'xoauth2-proxy authorize CONNECTION --mailbox M' and sign in"},
+    {S::token, "token_store", "", "redis",
+     "the shared Redis token store cannot be reached or refused the command; sessions with a cached token go on",
+     "check redis-server, tokens.store, tokens.redis_password and the network; the proxy reconnects by itself "
+     "with backoff (see /status token_store)"},
+    {S::token, "token_store", "", "another replica",
+     "another replica holds the refresh lock of this mailbox and did not finish in time",
+     "check the other replicas' logs and their access to the identity provider; the lock expires by itself "
+     "(tokens.redis_lock_timeout)"},
     {S::token, "token_store", "", "",
      "the token store cannot be used (the file was left as it is)",
      "see the message: fix the store's permissions (0600) or its key (XOAUTH2_PROXY_STORE_KEY)"},

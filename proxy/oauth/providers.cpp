@@ -6,7 +6,10 @@
 
 #include "net/tls.hpp"
 #include "oauth/jwt.hpp"
+#include <spdlog/spdlog.h>
+
 #include "oauth/provider.hpp"
+#include "oauth/redis_store.hpp"
 #include "oauth/token_store.hpp"
 #include "util/text.hpp"
 
@@ -161,9 +164,14 @@ private:
 class RefreshTokenProvider final : public HttpProvider {
 public:
     RefreshTokenProvider(const Connection& c, const config::TokenSettings& s, std::shared_ptr<TokenStore> store)
-        : HttpProvider(c, s), store_(std::move(store)) {}
+        : HttpProvider(c, s), store_(std::move(store)), shared_(std::dynamic_pointer_cast<RedisTokenStore>(store_)) {}
     awaitable<TokenResult> fetch(std::string mailbox) override {
         if (auto refused = refuse_mailbox(mailbox)) co_return *refused;
+        if (shared_) {
+            auto op = fetch_shared(mailbox);
+            TokenResult shared = co_await std::move(op);
+            co_return shared;
+        }
         TokenResult r;
         std::optional<StoredGrant> grant;
         try {
@@ -210,7 +218,105 @@ public:
     }
 
 private:
+    static TokenResult store_failure(const std::string& why) {
+        TokenResult r;
+        r.error.error = "token_store";
+        r.error.description = why;
+        r.error.transient = true;
+        return r;
+    }
+    TokenResult needs_authorization(const std::string& mailbox) const {
+        TokenResult r;
+        r.error.error = "needs_authorization";
+        r.error.description = "no refresh token for " + mailbox + ": run 'xoauth2-proxy authorize " + conn_.name +
+                              " --mailbox " + mailbox + (conn_.flow == config::Flow::device_code ? " --device'" : "'");
+        return r;
+    }
+
+    // Replicas sharing Redis: a fresh access token there is used as it is; else
+    // one replica takes the lock and refreshes, the others poll until the
+    // rotated token appears (bounded by the lock's lifetime).
+    awaitable<TokenResult> fetch_shared(std::string mailbox) {
+        RedisTokenStore& rs = *shared_;
+        const auto fresh_for = conn_.refresh_window;
+        const auto deadline = std::chrono::steady_clock::now() + rs.lock_timeout() + std::chrono::seconds(5);
+        asio::steady_timer timer(co_await asio::this_coro::executor);
+        for (;;) {
+            auto a_op = rs.get_access(conn_.name, mailbox, fresh_for);
+            RedisTokenStore::Access a = co_await std::move(a_op);
+            if (!a.error.empty()) co_return store_failure("token store " + rs.describe() + ": " + a.error);
+            if (a.token) {
+                TokenResult r;
+                r.token = std::move(a.token);
+                co_return r;
+            }
+            auto l_op = rs.try_lock(conn_.name, mailbox);
+            RedisTokenStore::Lock l = co_await std::move(l_op);
+            if (!l.error.empty()) co_return store_failure("token store " + rs.describe() + ": " + l.error);
+            if (l.acquired) {
+                auto op = refresh_locked(mailbox, l.owner);
+                TokenResult r = co_await std::move(op);
+                co_return r;
+            }
+            if (std::chrono::steady_clock::now() >= deadline)
+                co_return store_failure("another replica's refresh of " + mailbox + " did not finish in time");
+            timer.expires_after(std::chrono::milliseconds(100));
+            error_code ec;
+            co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
+        }
+    }
+
+    awaitable<TokenResult> refresh_locked(std::string mailbox, std::string owner) {
+        RedisTokenStore& rs = *shared_;
+        auto a_op = rs.get_access(conn_.name, mailbox, conn_.refresh_window);   // refreshed just before we locked?
+        RedisTokenStore::Access a = co_await std::move(a_op);
+        TokenResult r;
+        if (a.error.empty() && a.token) r.token = std::move(a.token);
+        RedisTokenStore::Grant g;
+        if (!r.ok()) {
+            auto g_op = rs.get_grant(conn_.name, mailbox);
+            g = co_await std::move(g_op);
+            if (!g.error.empty()) r = store_failure("token store " + rs.describe() + ": " + g.error);
+            else if (!g.grant || g.grant->refresh_token.empty()) r = needs_authorization(mailbox);
+        }
+        if (r.ok() || !g.grant || g.grant->refresh_token.empty()) {
+            auto u_op = rs.unlock(conn_.name, mailbox, owner);
+            co_await std::move(u_op);
+            co_return r;
+        }
+        Form form{{"grant_type", "refresh_token"}, {"client_id", conn_.client_id}, {"refresh_token", g.grant->refresh_token},
+                  {"scope", conn_.scope}};
+        if (!conn_.client_secret.empty()) form.emplace_back("client_secret", conn_.client_secret.value);
+        auto p_op = post(std::move(form));
+        r = co_await std::move(p_op);
+        if (!r.ok()) {
+            if (r.error.error == "invalid_grant")
+                r.error.description += " -- needs authorization: run 'xoauth2-proxy authorize " + conn_.name + " --mailbox " + mailbox + "'";
+            auto u_op = rs.unlock(conn_.name, mailbox, owner);
+            co_await std::move(u_op);
+            co_return r;
+        }
+        std::optional<StoredGrant> rotated;
+        if (!r.token->refresh_token.empty()) {
+            rotated = *g.grant;
+            rotated->refresh_token = r.token->refresh_token;
+            rotated->updated = unix_now();
+        }
+        r.token->refresh_token.clear();   // never cached, never in the access entry
+        auto c_op = rs.commit(conn_.name, mailbox, owner, g.version, std::move(rotated), r.token);
+        RedisTokenStore::Commit c = co_await std::move(c_op);
+        if (!c.error.empty()) {
+            spdlog::error("token connection={} mailbox={}: the rotated refresh token could not be saved in {}: {}",
+                          util::log_escape(conn_.name), util::log_escape(mailbox), rs.describe(), util::log_escape(c.error));
+        } else if (c.result < 0) {
+            spdlog::warn("token connection={} mailbox={}: another writer changed the grant during this refresh; "
+                         "its write was kept (fencing)", util::log_escape(conn_.name), util::log_escape(mailbox));
+        }
+        co_return r;
+    }
+
     std::shared_ptr<TokenStore> store_;
+    std::shared_ptr<RedisTokenStore> shared_;
 };
 
 }  // namespace

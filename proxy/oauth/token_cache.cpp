@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "diagnose/diagnose.hpp"
+#include "oauth/redis_store.hpp"
 #include "oauth/token_store.hpp"
 #include "util/text.hpp"
 
@@ -336,7 +337,7 @@ std::shared_ptr<TokenCache> make_token_cache(const config::Config& cfg, std::vec
         bool interactive = conn.flow == config::Flow::authorization_code || conn.flow == config::Flow::device_code;
         if (interactive && !store && store_error.empty()) {
             try {
-                store = std::make_shared<FileTokenStore>(cfg.tokens.store);
+                store = make_token_store(cfg.tokens);
             } catch (const std::exception& e) {
                 store_error = e.what();
             }
@@ -352,6 +353,8 @@ std::shared_ptr<TokenCache> make_token_cache(const config::Config& cfg, std::vec
             problems.push_back("connection " + name + ": " + ex.what());
         }
     }
-    return std::make_shared<TokenCache>(std::move(sources), cfg.tokens);
+    auto cache = std::make_shared<TokenCache>(std::move(sources), cfg.tokens);
+    cache->set_store(store);
+    return cache;
 }
 }  // namespace xo::oauth

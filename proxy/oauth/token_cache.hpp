@@ -64,6 +64,9 @@ public:
     void invalidate(const std::string& connection, const std::string& mailbox, const std::string& token);
 
     std::vector<CacheEntryStatus> status() const;
+    // The store of the interactive flows' refresh tokens, when one is open (for /status).
+    void set_store(std::shared_ptr<TokenStore> store) { store_ = std::move(store); }
+    std::shared_ptr<TokenStore> store() const { return store_; }
     uint64_t total_requests() const;
     std::size_t size() const;
     // The longest a caller waits for a request in flight.
@@ -108,6 +111,7 @@ private:
     std::size_t mailbox_entries_ = 0;
     uint64_t next_flight_ = 1;
     std::chrono::steady_clock::time_point last_sweep_;
+    std::shared_ptr<TokenStore> store_;
 };
 
 }  // namespace xo::oauth

@@ -102,12 +102,16 @@ void write_atomically(const std::string& path, const std::string& data) {
     }
 }
 
-std::string load_key(const std::string& key_file) {
+}  // namespace
+
+std::string load_store_key(const std::string& key_file) {
     if (const char* env = std::getenv("XOAUTH2_PROXY_STORE_KEY"); env && *env) {
         auto k = util::base64_decode(env);
         if (!k || k->size() != 32) throw StoreError("XOAUTH2_PROXY_STORE_KEY must be base64 of 32 bytes (openssl rand -base64 32)");
         return *k;
     }
+    if (key_file.empty())
+        throw StoreError("XOAUTH2_PROXY_STORE_KEY is not set: a shared token store needs the key in it (openssl rand -base64 32), the same on every replica");
     struct stat st {};
     if (stat(key_file.c_str(), &st) != 0) {   // first use: make one, mode 0600, never overwrite
         std::string k(32, '\0');
@@ -129,11 +133,54 @@ std::string load_key(const std::string& key_file) {
     return *k;
 }
 
-}  // namespace
+std::string seal(const std::string& key, const std::string& aad, const std::string& plain) {
+    unsigned char nonce[kNonce];
+    if (RAND_bytes(nonce, kNonce) != 1) throw StoreError("RAND_bytes failed");
+    std::string ct(plain.size(), '\0');
+    unsigned char tag[kTag];
+    std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
+    int len = 0, fin = 0;
+    bool ok = EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
+              EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonce, nullptr) == 1 &&
+              EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, reinterpret_cast<const unsigned char*>(key.data()), nonce) == 1 &&
+              EVP_EncryptUpdate(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()), int(aad.size())) == 1 &&
+              EVP_EncryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(ct.data()), &len,
+                                reinterpret_cast<const unsigned char*>(plain.data()), int(plain.size())) == 1 &&
+              EVP_EncryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(ct.data()) + len, &fin) == 1 &&
+              EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTag, tag) == 1;
+    if (!ok) throw StoreError("token store encryption failed");
+    std::string out(reinterpret_cast<char*>(nonce), kNonce);
+    out += ct;
+    out.append(reinterpret_cast<char*>(tag), kTag);
+    return out;
+}
+
+std::optional<std::string> unseal(const std::string& key, const std::string& aad, const std::string& sealed) {
+    if (sealed.size() < kNonce + kTag) return std::nullopt;
+    const auto* nonce = reinterpret_cast<const unsigned char*>(sealed.data());
+    const auto* ct = nonce + kNonce;
+    std::size_t ct_len = sealed.size() - kNonce - kTag;
+    const auto* tag = ct + ct_len;
+    std::string plain(ct_len, '\0');
+    std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
+    int len = 0, fin = 0;
+    bool ok = EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
+              EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonce, nullptr) == 1 &&
+              EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, reinterpret_cast<const unsigned char*>(key.data()), nonce) == 1 &&
+              EVP_DecryptUpdate(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()), int(aad.size())) == 1 &&
+              EVP_DecryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(plain.data()), &len, ct, int(ct_len)) == 1 &&
+              EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTag, const_cast<unsigned char*>(tag)) == 1 &&
+              EVP_DecryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(plain.data()) + len, &fin) == 1;
+    if (!ok) {
+        OPENSSL_cleanse(plain.data(), plain.size());
+        return std::nullopt;
+    }
+    return plain;
+}
 
 FileTokenStore::FileTokenStore(std::string path, std::string key_file)
     : path_(std::move(path)), key_file_(key_file.empty() ? path_ + ".key" : std::move(key_file)) {
-    key_ = load_key(key_file_);
+    key_ = load_store_key(key_file_);
     std::lock_guard lock(mu_);
     load_locked();
 }

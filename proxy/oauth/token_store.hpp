@@ -29,12 +29,28 @@ struct StoredGrant {
     long long updated = 0;    // unix time the refresh token was last rotated
 };
 
+// The store key: XOAUTH2_PROXY_STORE_KEY when set, else `key_file` (made with
+// mode 0600 on first use); `key_file` empty: the variable is required.
+std::string load_store_key(const std::string& key_file);
+// AES-256-GCM with `aad` bound in: 12-byte nonce + ciphertext + 16-byte tag.
+std::string seal(const std::string& key, const std::string& aad, const std::string& plain);
+// nullopt when `sealed` was not made by seal() with this key and aad.
+std::optional<std::string> unseal(const std::string& key, const std::string& aad, const std::string& sealed);
+
 class TokenStore {
 public:
     virtual ~TokenStore() = default;
     virtual std::optional<StoredGrant> get(const std::string& connection, const std::string& mailbox) = 0;
     virtual void put(const std::string& connection, const std::string& mailbox, const StoredGrant& grant) = 0;
     virtual std::map<std::string, StoredGrant> all() = 0;   // key "connection\nmailbox"
+    // "file /var/lib/..." or "redis://h:p/0": for messages.
+    virtual std::string describe() const = 0;
+    // A networked store's connection state ("connected to ...", "... unavailable: why").
+    virtual std::string health() const { return ""; }
+    virtual bool healthy() const { return true; }
+    // Ends background work (a networked store's connection thread) before the
+    // io_context it completes on goes away.
+    virtual void close() {}
 };
 
 class FileTokenStore final : public TokenStore {
@@ -45,6 +61,7 @@ public:
     void put(const std::string& connection, const std::string& mailbox, const StoredGrant& grant) override;
     std::map<std::string, StoredGrant> all() override;
     const std::string& path() const { return path_; }
+    std::string describe() const override { return path_; }
 
 private:
     void load_locked();      // re-reads the file when it changed on disk

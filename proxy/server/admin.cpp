@@ -6,6 +6,7 @@
 #include "diagnose/diagnose.hpp"
 #include "util/text.hpp"
 #include "diagnose/expiry.hpp"
+#include "oauth/token_store.hpp"
 #include "server/console.hpp"
 
 namespace xo::server {
@@ -175,6 +176,13 @@ std::string render_status_json(const Services& s) {
         conns[name] = std::move(cj);
     }
     j["connections"] = std::move(conns);
+    if (auto st = s.tokens->store(); st && !st->health().empty()) {
+        bool up = st->healthy();
+        j["token_store"] = {{"store", st->describe()}, {"state", up ? "up" : "down"}, {"detail", st->health()}};
+        if (!up)
+            warnings.push_back("token store " + st->health() +
+                               ": sessions with a cached token go on, the others get a temporary failure");
+    }
     j["warnings"] = std::move(warnings);
     // Mailboxes and providers' texts are outside bytes: invalid UTF-8 becomes U+FFFD.
     return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";

@@ -15,6 +15,7 @@
 #include "diagnose/expiry.hpp"
 #include "oauth/http_client.hpp"
 #include "oauth/provider.hpp"
+#include "oauth/redis_store.hpp"
 #include "oauth/token_store.hpp"
 #include "util/base64.hpp"
 
@@ -201,7 +202,7 @@ std::string Console::connections_json() {
     auto expiries = diagnose::credential_expiries(s_->cfg);
     std::string store_error;
     std::map<std::string, std::vector<std::string>> granted;   // connection -> mailboxes with a refresh token
-    if (oauth::FileTokenStore* st = store(false, store_error)) {
+    if (oauth::TokenStore* st = store(false, store_error)) {
         try {
             for (const auto& [key, g] : st->all()) {
                 auto nl = key.find('\n');

@@ -23,7 +23,7 @@
 #include "server/services.hpp"
 
 namespace xo::oauth {
-class FileTokenStore;
+class TokenStore;
 }
 
 namespace xo::server {
@@ -69,14 +69,14 @@ private:
     std::string connections_json();
     std::string page(const std::string& csrf) const;
     void set_authorization(const std::string& name, Authorization a);
-    oauth::FileTokenStore* store(bool create, std::string& error);
+    oauth::TokenStore* store(bool create, std::string& error);
 
     std::shared_ptr<Services> s_;
     std::mutex mu_;
     std::map<std::string, Session> sessions_;
     std::map<std::string, PendingCode> pending_;          // by state
     std::map<std::string, Authorization> authorizations_; // by connection
-    std::unique_ptr<oauth::FileTokenStore> store_;
+    std::shared_ptr<oauth::TokenStore> store_;
     auth::FailureThrottle throttle_;
 };
 

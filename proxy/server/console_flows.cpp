@@ -14,6 +14,7 @@
 #include "diagnose/expiry.hpp"
 #include "oauth/http_client.hpp"
 #include "oauth/provider.hpp"
+#include "oauth/redis_store.hpp"
 #include "oauth/token_store.hpp"
 #include "util/base64.hpp"
 
@@ -153,13 +154,14 @@ void Console::set_authorization(const std::string& name, Authorization a) {
     authorizations_[name] = std::move(a);
 }
 
-oauth::FileTokenStore* Console::store(bool create, std::string& error) {
+oauth::TokenStore* Console::store(bool create, std::string& error) {
     std::lock_guard lock(mu_);
     if (store_) return store_.get();
     struct stat st{};
-    if (!create && ::stat(s_->cfg.tokens.store.c_str(), &st) != 0) return nullptr;
+    if (!create && !config::is_redis_url(s_->cfg.tokens.store) && ::stat(s_->cfg.tokens.store.c_str(), &st) != 0)
+        return nullptr;
     try {
-        store_ = std::make_unique<oauth::FileTokenStore>(s_->cfg.tokens.store);
+        store_ = oauth::make_token_store(s_->cfg.tokens);
     } catch (const std::exception& e) {
         error = e.what();
     }
@@ -172,7 +174,7 @@ awaitable<std::string> Console::save_grant(std::string name, std::string mailbox
                              diagnose::token_error_advice(tr.error.code, tr.error.error, tr.error.description);
     if (tr.token->refresh_token.empty()) co_return "no refresh token came back (offline_access / access_type=offline)";
     std::string error;
-    oauth::FileTokenStore* st = store(true, error);
+    oauth::TokenStore* st = store(true, error);
     if (!st) co_return "token store: " + error;
     long long now = diagnose::unix_now();
     try {

@@ -210,7 +210,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.server.control and u.path == "/_stats":
             st = self.state
             with st.lock:
-                return self.reply(200, {"token_requests": dict(st.requests), "total": sum(st.requests.values())})
+                return self.reply(200, {"token_requests": dict(st.requests), "total": sum(st.requests.values()),
+                                        "refresh_grants": st.interactive.refresh_grants,
+                                        "refresh_reused": st.interactive.refresh_reused})
         self.reply(404, {"error": "not_found"})
 
     def route_post(self):

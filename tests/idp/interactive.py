@@ -17,6 +17,11 @@ class Interactive:
         self.st = state
         self.codes, self.devices, self.refresh = {}, {}, {}
         self.hooks = {}
+        # Strict rotation: a refresh token works once. Spent ones are remembered so
+        # a second use is counted (replicas racing on one token) and refused.
+        self.spent = set()
+        self.refresh_grants = 0     # refresh_token grants answered with a token
+        self.refresh_reused = 0     # refused second uses of a spent refresh token
 
     # ---- which clients are public/interactive apps
     def app(self, client_id):
@@ -129,11 +134,16 @@ class Interactive:
             fail = self.hooks.get("refresh_fail")
             if fail == "no_consent":
                 return self.err(provider, 400, "invalid_grant", 65001, "The user or administrator has not consented to use the application with ID '%s'." % client)
+            if not r and form.get("refresh_token", "") in self.spent:
+                self.refresh_reused += 1
+                return self.err(provider, 400, "invalid_grant", 70000, "The provided grant has already been used (refresh token rotated).")
             if not r or r["client"] != client:
                 return self.err(provider, 400, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.")
             if r["expires"] < self.st.now() or fail == "expired":
                 return self.err(provider, 400, "invalid_grant", 700082, "The refresh token has expired due to inactivity. The token was issued on %s and was inactive for 90.00:00:00." % time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["issued"])))
             del self.refresh[form["refresh_token"]]   # rotation: each refresh token works once
+            self.spent.add(form["refresh_token"])
+            self.refresh_grants += 1
             return self.issue(provider, client, r["user"], r["scope"])
         # device code polling
         d = self.devices.get(form.get("device_code", ""))

@@ -328,6 +328,50 @@ TEST(Config, SecretExpiresIsADate) {
     EXPECT_EQ(r.config.connections.at("g").secret_expires, 1814313600LL);   // date -u -d 2027-06-30 +%s
 }
 
+// tokens.store as a Redis URL: parsed, never taken as a path; the password from a secret.
+TEST(Config, RedisTokenStore) {
+    struct Row { const char* url; bool ok; const char* display; bool tls; int db; };
+    for (const Row& t : {Row{"redis://127.0.0.1:6380/2", true, "redis://127.0.0.1:6380/2", false, 2},
+                         Row{"redis://redis.internal", true, "redis://redis.internal:6379/0", false, 0},
+                         Row{"rediss://:pw@[::1]:6390/1", true, "rediss://[::1]:6390/1", true, 1},
+                         Row{"redis://:6379/0", false, "", false, 0},
+                         Row{"redis://h:0/0", false, "", false, 0},
+                         Row{"redis://h:6379/x", false, "", false, 0},
+                         Row{"redis://[::1:6379", false, "", false, 0}}) {
+        std::string why;
+        auto u = xo::config::parse_redis_url(t.url, why);
+        EXPECT_EQ(u.has_value(), t.ok) << t.url << ": " << why;
+        if (!u || !t.ok) continue;
+        EXPECT_EQ(u->display(), t.display);
+        EXPECT_EQ(u->tls, t.tls);
+        EXPECT_EQ(u->db, t.db);
+        EXPECT_EQ(u->display().find("pw"), std::string::npos);
+    }
+    fx().write("redis.pass", "s3cret\n", 0600);
+    std::string text = "listeners: [{name: a, bind: \"127.0.0.1:2525\"}]\n"
+                       "connections:\n  g: {provider: google, key_file: google.json}\n"
+                       "tokens: {store: \"redis://127.0.0.1:6379/3\", redis_password: {file: redis.pass}}\n";
+    fx().write("redis.yaml", text, 0644);
+    auto r = load_config(fx().path("redis.yaml"));
+    for (const auto& d : r.diagnostics) ADD_FAILURE() << d.text();
+    EXPECT_EQ(r.config.tokens.store, "redis://127.0.0.1:6379/3");
+    EXPECT_EQ(r.config.tokens.redis_password.value, "s3cret");
+    std::string bad = "listeners: [{name: a, bind: \"127.0.0.1:2525\"}]\n"
+                      "connections:\n  g: {provider: google, key_file: google.json}\n"
+                      "tokens: {store: \"redis://127.0.0.1:99999/0\"}\n";
+    fx().write("redis-bad.yaml", bad, 0644);
+    auto rb = load_config(fx().path("redis-bad.yaml"));
+    ASSERT_FALSE(rb.diagnostics.empty());
+    EXPECT_NE(rb.diagnostics[0].text().find("bad port '99999'"), std::string::npos) << rb.diagnostics[0].text();
+    std::string misplaced = "listeners: [{name: a, bind: \"127.0.0.1:2525\"}]\n"
+                            "connections:\n  g: {provider: google, key_file: google.json}\n"
+                            "tokens: {redis_password: {file: redis.pass}}\n";
+    fx().write("redis-misplaced.yaml", misplaced, 0644);
+    auto rm = load_config(fx().path("redis-misplaced.yaml"));
+    ASSERT_FALSE(rm.diagnostics.empty());
+    EXPECT_NE(rm.diagnostics[0].text().find("only with a redis://"), std::string::npos);
+}
+
 // Relative paths are taken from the config file's folder.
 TEST(Config, RelativePathsFromTheFilesFolder) {
     std::string text = "listeners: [{name: a, bind: \"127.0.0.1:2525\"}]\n"

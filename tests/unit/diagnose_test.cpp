@@ -67,6 +67,8 @@ const std::vector<Case> kCases = {
     {Source::token, "", "invalid_scope", "bad scope", "scope", "mail.google.com"},
     {Source::token, "", "needs_authorization", "", "not been authorized", "authorize"},
     {Source::token, "", "token_store", "bad key", "token store", "0600"},
+    {Source::token, "", "token_store", "token store redis://127.0.0.1:6379/0: redis://127.0.0.1:6379/0 unavailable: connect: Connection refused", "Redis token store", "redis-server"},
+    {Source::token, "", "token_store", "another replica's refresh of bob@contoso.test did not finish in time", "refresh lock", "redis_lock_timeout"},
     {Source::token, "", "network", "connect: refused", "could not be reached", "DNS"},
     {Source::token, "", "server_error", "", "temporary", "retry"},
     {Source::token, "", "http_error", "", "temporary", "retry"},

@@ -12,6 +12,7 @@
 #include "oauth/jwt.hpp"
 #include "oauth/provider.hpp"
 #include "oauth/token_cache.hpp"
+#include "oauth/token_store.hpp"
 #include "util/base64.hpp"
 
 using namespace xo;
@@ -253,4 +254,18 @@ TEST(OauthTokenCache, PerMailboxInvalidateAndRetries) {
     asio::co_spawn(io, get_into(cache, "nope", "", &unknown), asio::detached);
     io.run();
     EXPECT_EQ(unknown, "error:unknown_connection");
+}
+
+// The Redis store's values: sealed with the store key and bound to their key name.
+TEST(StoreSeal, RoundTripBoundToKeyAndName) {
+    std::string key(32, 'k'), other(32, 'o');
+    std::string sealed = xo::oauth::seal(key, "xoauth2:grant:c:m", "refresh-token-value");
+    EXPECT_EQ(sealed.find("refresh-token-value"), std::string::npos);
+    EXPECT_EQ(xo::oauth::unseal(key, "xoauth2:grant:c:m", sealed).value_or(""), "refresh-token-value");
+    EXPECT_FALSE(xo::oauth::unseal(key, "xoauth2:grant:c:other", sealed).has_value());   // moved to another key
+    EXPECT_FALSE(xo::oauth::unseal(other, "xoauth2:grant:c:m", sealed).has_value());
+    std::string flipped = sealed;
+    flipped[14] ^= 1;
+    EXPECT_FALSE(xo::oauth::unseal(key, "xoauth2:grant:c:m", flipped).has_value());
+    EXPECT_NE(xo::oauth::seal(key, "n", "same"), xo::oauth::seal(key, "n", "same"));   // fresh nonce
 }
