@@ -17,9 +17,8 @@ constexpr auto kGrace = std::chrono::seconds(25);
 constexpr std::size_t kFdMargin = 64;   // logs, the admin listener, token requests, TLS files
 
 // SIGTERM/SIGINT: stop accepting, let running sessions finish (bounded), stop.
-awaitable<void> wait_for_signal(asio::io_context& io, server::Listeners* listeners) {
-    asio::signal_set signals(io, SIGTERM, SIGINT);
-    int sig = co_await signals.async_wait(use_awaitable);
+awaitable<void> wait_for_signal(asio::io_context& io, asio::signal_set* signals, server::Listeners* listeners) {
+    int sig = co_await signals->async_wait(use_awaitable);
     spdlog::info("signal {}: no new sessions; waiting up to {}s for {} running", sig, kGrace.count(),
                  listeners->active_sessions());
     listeners->stop();
@@ -70,12 +69,11 @@ void reload(const std::string& path, server::Listeners* listeners, server::Curre
 }
 
 // SIGHUP (systemctl reload, logrotate): reload the configuration; sessions go on.
-awaitable<void> reload_on_hup(asio::io_context& io, std::string path, server::Listeners* listeners,
+awaitable<void> reload_on_hup(asio::signal_set* signals, std::string path, server::Listeners* listeners,
                               std::shared_ptr<server::CurrentServices> current) {
-    asio::signal_set signals(io, SIGHUP);
     for (;;) {
         error_code ec;
-        co_await signals.async_wait(asio::redirect_error(use_awaitable, ec));
+        co_await signals->async_wait(asio::redirect_error(use_awaitable, ec));
         if (ec) co_return;
         spdlog::info("signal SIGHUP: reloading {}", path);
         reload(path, listeners, current.get());
@@ -135,6 +133,10 @@ int run_daemon(const config::Config& cfg, const std::string& config_path) {
     }
     for (const auto& p : problems) spdlog::error("{}; its sessions will get a temporary failure", p);
     asio::io_context io;
+    // Handlers before the first socket is bound: a SIGHUP as soon as the port
+    // answers (systemd's ExecReload) must not end the daemon.
+    asio::signal_set term(io, SIGTERM, SIGINT);
+    asio::signal_set hup(io, SIGHUP);
     auto current = std::make_shared<server::CurrentServices>(services);
     server::Listeners listeners(io, services);
     try {
@@ -145,8 +147,8 @@ int run_daemon(const config::Config& cfg, const std::string& config_path) {
         return 1;
     }
     services.reset();   // the listeners and `current` hold it; a reload may replace it
-    asio::co_spawn(io, wait_for_signal(io, &listeners), asio::detached);
-    asio::co_spawn(io, reload_on_hup(io, config_path, &listeners, current), asio::detached);
+    asio::co_spawn(io, wait_for_signal(io, &term, &listeners), asio::detached);
+    asio::co_spawn(io, reload_on_hup(&hup, config_path, &listeners, current), asio::detached);
     asio::co_spawn(io, expiry_warnings(cfg), asio::detached);
     spdlog::info("xoauth2-proxy " XO_VERSION " ready: {} connection(s), {} user(s)", cfg.connections.size(),
                  cfg.users.size());

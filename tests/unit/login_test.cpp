@@ -1,7 +1,10 @@
 // Local logins through the shared services, without sockets: the password-
 // hashing queue is bounded (busy at once beyond it), and under a flood of
 // failures from many addresses a valid cold login from a fresh address still
-// answers in well under a second (issue 11, defect 8).
+// answers in well under a second (issue 11, defect 8). Time bounds are in
+// key derivations as measured on this machine now (at least the nominal
+// bound): a loaded CI machine makes a derivation slower, never the test red,
+// while "behind 90 derivations" still fails.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -44,6 +47,19 @@ awaitable<void> attempt(std::shared_ptr<server::Services> s, std::string ip, std
 
 std::string address(int i) { return "127.0.1." + std::to_string(i + 1); }
 
+// What one key derivation costs here and now (a wrong password: no cache).
+steady::duration kdf_cost() {
+    auto probe = login_services();
+    auto t0 = steady::now();
+    (void)probe->authenticator->check("erp", "wrong");
+    return steady::now() - t0;
+}
+
+// `nominal`, or `derivations` key derivations at this machine's current pace if that is longer.
+steady::duration bound(steady::duration nominal, int derivations) {
+    return std::max(nominal, derivations * kdf_cost());
+}
+
 // Runs io (kept alive: checks run on the KDF pool) until every outcome is done, at most 10 s.
 void run_until_done(asio::io_context& io, const std::vector<Outcome*>& outs) {
     auto work = asio::make_work_guard(io);
@@ -58,6 +74,7 @@ void run_until_done(asio::io_context& io, const std::vector<Outcome*>& outs) {
 }  // namespace
 
 TEST(LocalLogin, ColdLoginAfterAFloodOfFailuresIsFast) {
+    const auto limit = bound(1s, 20);   // well below 90 derivations
     asio::io_context io;   // declared first: the services' KDF pool is joined before it goes
     auto s = login_services();
     // 90 addresses failed once already (the first wave) ...
@@ -74,7 +91,7 @@ TEST(LocalLogin, ColdLoginAfterAFloodOfFailuresIsFast) {
     ASSERT_TRUE(good.done);
     ASSERT_NE(good.r.user, nullptr);
     EXPECT_EQ(good.r.user->mailbox, "erp@contoso.com");
-    EXPECT_LT(good.took, 1s);   // before: ~90 key derivations queued ahead of it (3.7 s)
+    EXPECT_LT(good.took, limit);   // before: ~90 key derivations queued ahead of it (3.7 s)
     for (const auto& f : flood) {
         ASSERT_TRUE(f.done);
         EXPECT_EQ(f.r.user, nullptr);
@@ -84,6 +101,7 @@ TEST(LocalLogin, ColdLoginAfterAFloodOfFailuresIsFast) {
 }
 
 TEST(LocalLogin, FirstWaveOfDistinctAddressesIsAnsweredAtOnce) {
+    const auto limit = bound(1s, 20);   // the queue holds 8; well below 90 derivations
     asio::io_context io;   // declared first: the services' KDF pool is joined before it goes
     auto s = login_services();
     std::vector<Outcome> flood(90);
@@ -95,12 +113,12 @@ TEST(LocalLogin, FirstWaveOfDistinctAddressesIsAnsweredAtOnce) {
     for (auto& f : flood) all.push_back(&f);
     run_until_done(io, all);
     ASSERT_TRUE(good.done);
-    EXPECT_LT(good.took, 1s);   // answered, or "busy" at once: never behind 90 key derivations
+    EXPECT_LT(good.took, limit);   // answered, or "busy" at once: never behind 90 key derivations
     EXPECT_TRUE(good.r.user != nullptr || good.r.busy);
     int busy = 0, failed = 0;
     for (const auto& f : flood) {
         ASSERT_TRUE(f.done);
-        EXPECT_LT(f.took, 1s);
+        EXPECT_LT(f.took, limit);
         EXPECT_EQ(f.r.user, nullptr);
         (f.r.busy ? busy : failed)++;
     }
@@ -111,6 +129,7 @@ TEST(LocalLogin, FirstWaveOfDistinctAddressesIsAnsweredAtOnce) {
 }
 
 TEST(LocalLogin, FullQueueAnswersBusyAtOnce) {
+    const auto limit = bound(100ms, 2);   // no derivation at all
     asio::io_context io;   // declared first: the services' KDF pool is joined before it goes
     auto s = login_services();
     s->kdf_pending = s->kdf_max_pending;   // as if that many checks were queued
@@ -120,7 +139,7 @@ TEST(LocalLogin, FullQueueAnswersBusyAtOnce) {
     ASSERT_TRUE(o.done);
     EXPECT_TRUE(o.r.busy);
     EXPECT_EQ(o.r.user, nullptr);
-    EXPECT_LT(o.took, 100ms);
+    EXPECT_LT(o.took, limit);
     EXPECT_EQ(s->counters.auth_failed.load(), 0u);
     EXPECT_FALSE(s->throttle.recently_failed("127.0.2.1"));
     s->kdf_pending = 0;
@@ -158,6 +177,7 @@ TEST(LocalLogin, WarmLoginSkipsTheQueue) {
 
 TEST(LocalLogin, ConcurrentColdLoginsOfOneUserShareOneCheck) {
     // A device opening 50 sessions at once, cold: one key derivation, no "busy".
+    const auto limit = bound(1s, 10);
     asio::io_context io;   // declared first: the services' KDF pool is joined before it goes
     auto s = login_services();
     std::vector<Outcome> all(50);
@@ -171,7 +191,7 @@ TEST(LocalLogin, ConcurrentColdLoginsOfOneUserShareOneCheck) {
         ASSERT_TRUE(o.done);
         EXPECT_NE(o.r.user, nullptr);
         EXPECT_FALSE(o.r.busy);
-        EXPECT_LT(o.took, 1s);
+        EXPECT_LT(o.took, limit);
     }
     EXPECT_EQ(s->kdf_pending.load(), 0);
     EXPECT_TRUE(s->kdf_flights.empty());
