@@ -1,6 +1,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 
+#include <set>
 #include <thread>
 
 #include "cli/commands.hpp"
@@ -61,6 +62,10 @@ void reload(const std::string& path, server::Listeners* listeners, server::Curre
         return;
     }
     current->set(next);
+    next->smtp_pools->retain(next->cfg);   // pooled upstream sessions of changed connections close
+    std::set<std::string> imap_keep;
+    for (const auto& [name, c] : next->cfg.connections) imap_keep.insert(c.imap_identity());
+    next->imap_slots->retain(imap_keep);
     for (const auto& p : problems) spdlog::error("{}; its sessions will get a temporary failure", p);
     for (const auto& n : notes) spdlog::warn("reload: {}", n);
     if (auto lvl = spdlog::level::from_str(loaded.config.log_level); lvl != spdlog::level::off) spdlog::set_level(lvl);

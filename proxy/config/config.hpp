@@ -100,12 +100,23 @@ struct Connection {
     // reused between transactions, idle at most upstream_idle, retired after
     // upstream_max_messages; a transaction waits upstream_wait for one.
     std::size_t max_upstream_sessions = 3;
+    // IMAP upstream sessions per mailbox (0: no cap); a login beyond it waits
+    // upstream_wait for one to end (IMAP sessions are not shared).
+    std::size_t max_imap_sessions = 20;
     std::chrono::milliseconds upstream_wait{60000}, upstream_idle{30000};
     std::size_t upstream_max_messages = 100;
     long long secret_expires = 0;                 // unix time (00:00 UTC) the client secret expires; 0: not given
     int line = 0;
     // true when the flow issues one token per mailbox (service account, interactive flows)
     bool token_per_mailbox() const;
+    // Digests (SHA-256, hex) of what a token of this connection depends on
+    // (provider, flow, tenant, app, credentials, endpoints, scope), and of what
+    // an authenticated SMTP upstream session depends on (that, the upstream,
+    // SASL mechanism, CA and pool limits). Equal digests across a reload: the
+    // cached tokens and pooled sessions of the old configuration serve the new.
+    std::string token_identity() const;
+    std::string smtp_identity() const;
+    std::string imap_identity() const;   // token, IMAP upstream, max_imap_sessions, upstream_wait
 };
 
 struct User {

@@ -280,6 +280,9 @@ void connection(Loader& L, const std::string& name, const YAML::Node& key_node, 
     // Exchange Online allows 3 concurrent SMTP sessions per mailbox (432 4.3.2 beyond).
     conn.max_upstream_sessions = conn.provider == Provider::microsoft ? 3 : conn.provider == Provider::google ? 10 : 0;
     if (auto v = L.integer(c, K["max_upstream_sessions"], path)) conn.max_upstream_sessions = std::size_t(*v);
+    // Exchange Online allows 20 IMAP connections per mailbox, Gmail 15 per account.
+    conn.max_imap_sessions = conn.provider == Provider::microsoft ? 20 : conn.provider == Provider::google ? 15 : 0;
+    if (auto v = L.integer(c, K["max_imap_sessions"], path)) conn.max_imap_sessions = std::size_t(*v);
     if (auto v = L.duration_ms(c, K["upstream_wait"], path)) conn.upstream_wait = std::chrono::milliseconds(*v);
     if (auto v = L.duration_ms(c, K["upstream_idle"], path)) conn.upstream_idle = std::chrono::milliseconds(*v);
     if (auto v = L.integer(c, K["upstream_max_messages"], path)) conn.upstream_max_messages = std::size_t(*v);

@@ -5,6 +5,9 @@
 #include <cctype>
 #include <cstring>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 #include "config/config.hpp"
 
 namespace xo::config {
@@ -89,6 +92,48 @@ bool Network::contains(const std::string& ip) const {
 
 bool Connection::token_per_mailbox() const {
     return flow == Flow::service_account || flow == Flow::authorization_code || flow == Flow::device_code;
+}
+
+namespace {
+// Fields joined with a separator no field holds (NUL), then hashed: the
+// secrets in it are never kept or shown in clear.
+std::string digest(std::initializer_list<std::string_view> fields) {
+    std::string joined;
+    for (auto f : fields) {
+        joined.append(f);
+        joined.push_back('\0');
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_Digest(joined.data(), joined.size(), md, &n, EVP_sha256(), nullptr);
+    OPENSSL_cleanse(joined.data(), joined.size());
+    static const char* hex = "0123456789abcdef";
+    std::string out;
+    for (unsigned i = 0; i < n; ++i) {
+        out.push_back(hex[md[i] >> 4]);
+        out.push_back(hex[md[i] & 15]);
+    }
+    return out;
+}
+}  // namespace
+
+std::string Connection::token_identity() const {
+    return digest({name, to_string(provider), to_string(flow), tenant, client_id, client_secret.value,
+                   certificate_file, private_key_file, std::to_string(int(assertion)), key_file,
+                   service_account.client_email, service_account.private_key_id, service_account.private_key_pem,
+                   service_account.token_uri, authority, token_url, authorize_url, device_code_url, scope, ca_file});
+}
+
+std::string Connection::smtp_identity() const {
+    return digest({token_identity(), smtp.host, std::to_string(smtp.port), std::to_string(int(smtp.tls)),
+                   std::to_string(int(sasl)), std::to_string(max_upstream_sessions),
+                   std::to_string(upstream_wait.count()), std::to_string(upstream_idle.count()),
+                   std::to_string(upstream_max_messages)});
+}
+
+std::string Connection::imap_identity() const {
+    return digest({token_identity(), imap.host, std::to_string(imap.port), std::to_string(int(imap.tls)),
+                   std::to_string(max_imap_sessions), std::to_string(upstream_wait.count())});
 }
 
 const User* Config::find_user(const std::string& login) const {

@@ -65,6 +65,8 @@ const Section kConnection{"connections.NAME", {
     {.name = "refresh_window", .type = T::duration, .def = "300s", .lo = 0, .hi = 3000 * kSec},
     // default per provider: microsoft 3, google 10, generic 0 (no cap)
     {.name = "max_upstream_sessions", .type = T::integer, .lo = 0, .hi = 10000},
+    // default per provider: microsoft 20, google 15, generic 0 (no cap)
+    {.name = "max_imap_sessions", .type = T::integer, .lo = 0, .hi = 10000},
     {.name = "upstream_wait", .type = T::duration, .def = "60s", .lo = 0, .hi = 10 * kMin},
     {.name = "upstream_idle", .type = T::duration, .def = "30s", .lo = 0, .hi = 10 * kMin},
     {.name = "upstream_max_messages", .type = T::integer, .def = "100", .lo = 1, .hi = 100000},

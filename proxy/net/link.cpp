@@ -53,6 +53,11 @@ awaitable<void> Link::start_tls(bool server, const std::string& host, error_code
         ec = asio::error::invalid_argument;
         co_return;
     }
+    if (!server) {
+        error_code pec;
+        auto remote = tcp_.socket().remote_endpoint(pec);
+        offer_session(ssl_->native_handle(), host + ":" + std::to_string(pec ? 0 : remote.port()));
+    }
     // Bytes the peer sent after STARTTLS but before the handshake would be
     // plaintext injection (CVE-2011-0411 class): refuse them.
     if (buffered() != 0) {
@@ -67,6 +72,10 @@ awaitable<void> Link::start_tls(bool server, const std::string& host, error_code
 
 std::string Link::tls_version() const {
     return tls_on_ ? SSL_get_version(ssl_->native_handle()) : "";
+}
+
+bool Link::tls_resumed() const {
+    return tls_on_ && SSL_session_reused(ssl_->native_handle()) == 1;
 }
 
 std::string Link::tls_cipher() const {

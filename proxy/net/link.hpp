@@ -27,6 +27,7 @@ public:
     awaitable<void> start_tls(bool server, const std::string& host, error_code& ec);
     bool tls_active() const { return tls_on_; }
     std::string tls_version() const;   // "TLSv1.3" when active, else ""
+    bool tls_resumed() const;          // the handshake resumed an earlier session
     std::string tls_cipher() const;
 
     // Reads one line through the LineBuffer, returned without its CRLF (or bare

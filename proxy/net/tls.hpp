@@ -11,7 +11,16 @@
 
 namespace xo::net {
 
+// Client contexts made here also keep TLS sessions for resumption: the
+// tickets a peer sends are kept per peer ("host:port", at most 4 each, each
+// offered once as RFC 8446 C.4 asks), and offer_session() puts one on the next
+// handshake to that peer, which then skips the certificate exchange (the
+// server still proves it holds the ticket key; verification settings apply).
 std::shared_ptr<ssl::context> make_client_context(const std::string& ca_file);
+
+// Before a client handshake on `ssl` (of a context from make_client_context):
+// offers a kept session of `peer`, and files the tickets of this handshake under it.
+void offer_session(SSL* ssl, const std::string& peer);
 
 // Sets SNI (for names) and the expected host name or IP address on `ssl`.
 // Returns false when OpenSSL refuses the name.

@@ -23,7 +23,8 @@ UpstreamBase::UpstreamBase(const asio::any_io_executor& ex, const config::Connec
     : conn_(conn), where_(where), mailbox_(std::move(mailbox)), tokens_(std::move(tokens)), link_(ex, std::move(tls)) {}
 
 std::string UpstreamBase::tls_description() const {
-    return std::string(where_.tls == config::UpstreamTls::starttls ? "STARTTLS " : "implicit TLS ") + link_.tls_version();
+    return std::string(where_.tls == config::UpstreamTls::starttls ? "STARTTLS " : "implicit TLS ") + link_.tls_version() +
+           (link_.tls_resumed() ? " resumed" : "");
 }
 
 bool UpstreamBase::fail(UpstreamError& err, UpstreamError::Kind kind, std::string detail, std::string advice) {

@@ -79,6 +79,28 @@ TokenCache::TokenCache(std::map<std::string, Source> sources, config::TokenSetti
     last_sweep_ = clock_();
 }
 
+void TokenCache::adopt(const TokenCache& old, const std::vector<std::string>& connections) {
+    if (&old == this) return;
+    std::scoped_lock lock(old.mu_, mu_);
+    for (const auto& name : connections) {
+        if (!sources_.count(name)) continue;
+        const std::string prefix = name + "\n";
+        for (auto it = old.entries_.lower_bound(prefix); it != old.entries_.end() && it->first.starts_with(prefix); ++it) {
+            const Entry& from = it->second;
+            if (!from.token || entries_.count(it->first)) continue;
+            Entry& e = entries_[it->first];
+            e.token = from.token;
+            e.last_used = from.last_used;
+            e.per_mailbox = from.per_mailbox;
+            e.requests = from.requests;
+            e.failures = from.failures;
+            e.last_error = from.last_error;
+            e.last_error_at = from.last_error_at;
+            if (e.per_mailbox) ++mailbox_entries_;
+        }
+    }
+}
+
 std::string TokenCache::key(const std::string& connection, const std::string& mailbox) const {
     auto it = sources_.find(connection);
     bool per_mailbox = it != sources_.end() && it->second.provider->per_mailbox();

@@ -63,6 +63,11 @@ public:
     // The upstream refused `token`: drop it so the next get() fetches a new one.
     void invalidate(const std::string& connection, const std::string& mailbox, const std::string& token);
 
+    // A reload: takes over the valid tokens (and request counts) `old` holds
+    // for the named connections, whose token_identity() the reload did not
+    // change, so a reload costs no token request. Call before first use.
+    void adopt(const TokenCache& old, const std::vector<std::string>& connections);
+
     std::vector<CacheEntryStatus> status() const;
     // The store of the interactive flows' refresh tokens, when one is open (for /status).
     void set_store(std::shared_ptr<TokenStore> store) { store_ = std::move(store); }

@@ -16,6 +16,17 @@ std::shared_ptr<Services> make_services(const config::Config& cfg, std::vector<s
     auto s = std::make_shared<Services>(previous ? previous->shared_counters : nullptr);
     s->cfg = cfg;
     s->tokens = oauth::make_token_cache(s->cfg, problems);
+    s->smtp_pools = previous ? previous->smtp_pools : std::make_shared<smtp::PoolRegistry>();
+    s->imap_slots = previous ? previous->imap_slots : std::make_shared<smtp::PoolRegistry>();
+    if (previous) {
+        // What a reload leaves alone keeps its cached tokens and its pooled upstream sessions.
+        std::vector<std::string> unchanged;
+        for (const auto& [name, conn] : s->cfg.connections) {
+            const config::Connection* was = previous->cfg.find_connection(name);
+            if (was && was->token_identity() == conn.token_identity()) unchanged.push_back(name);
+        }
+        s->tokens->adopt(*previous->tokens, unchanged);
+    }
     s->authenticator = std::make_unique<auth::Authenticator>(s->cfg);
     for (const auto& [name, conn] : s->cfg.connections) s->upstream_tls[name] = net::make_client_context(conn.ca_file);
     char host[256] = {};

@@ -61,7 +61,11 @@ struct Services {
     std::unique_ptr<auth::Authenticator> authenticator;
     auth::FailureThrottle throttle;
     std::map<std::string, std::shared_ptr<ssl::context>> upstream_tls;   // by connection name
-    smtp::PoolRegistry smtp_pools;   // authenticated SMTP upstream sessions per (connection, mailbox)
+    // Authenticated SMTP upstream sessions per (connection, mailbox); the same
+    // registry in every generation (a reload keeps the pools of unchanged connections).
+    std::shared_ptr<smtp::PoolRegistry> smtp_pools;
+    // max_imap_sessions per mailbox: room-only pools (counting semaphores), by imap_identity().
+    std::shared_ptr<smtp::PoolRegistry> imap_slots;
     std::string hostname;
     Counters& counters;   // *shared_counters
     asio::thread_pool kdf_pool{1};   // password hashing off the I/O threads

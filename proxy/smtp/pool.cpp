@@ -74,7 +74,7 @@ void UpstreamPool::release(std::unique_ptr<Upstream> up, bool reusable) {
         hand_over(lock, nullptr);
         return;
     }
-    if (!reusable || !usable(*up, clock::now())) {
+    if (!reusable || retired_ || !usable(*up, clock::now())) {
         up->link().close();
         up.reset();
     }
@@ -84,6 +84,16 @@ void UpstreamPool::release(std::unique_ptr<Upstream> up, bool reusable) {
 void UpstreamPool::forfeit() {
     std::unique_lock lock(mu_);
     hand_over(lock, nullptr);
+}
+
+void UpstreamPool::retire() {
+    std::lock_guard lock(mu_);
+    retired_ = true;
+    for (auto& i : idle_) {
+        i.up->link().close();
+        --total_;
+    }
+    idle_.clear();
 }
 
 void UpstreamPool::sweep(clock::time_point now) {
@@ -130,17 +140,42 @@ std::size_t UpstreamPool::waiting() const {
 }
 
 std::shared_ptr<UpstreamPool> PoolRegistry::get(const config::Connection& c, const std::string& mailbox) {
+    PoolLimits l;
+    l.max_sessions = c.max_upstream_sessions;
+    l.wait = c.upstream_wait;
+    l.idle = c.upstream_idle;
+    l.max_messages = c.upstream_max_messages;
+    return get(c.smtp_identity(), mailbox, l);
+}
+
+std::shared_ptr<UpstreamPool> PoolRegistry::get(const std::string& identity, const std::string& mailbox,
+                                                const PoolLimits& limits) {
     std::lock_guard lock(mu_);
-    auto& p = pools_[c.name + "\n" + mailbox];
-    if (!p) {
-        PoolLimits l;
-        l.max_sessions = c.max_upstream_sessions;
-        l.wait = c.upstream_wait;
-        l.idle = c.upstream_idle;
-        l.max_messages = c.upstream_max_messages;
-        p = std::make_shared<UpstreamPool>(l);
-    }
+    auto& p = pools_[identity + "\n" + mailbox];
+    if (!p) p = std::make_shared<UpstreamPool>(limits);
     return p;
+}
+
+void PoolRegistry::retain(const config::Config& cfg) {
+    std::set<std::string> keep;
+    for (const auto& [name, c] : cfg.connections) keep.insert(c.smtp_identity());
+    retain(keep);
+}
+
+void PoolRegistry::retain(const std::set<std::string>& keep) {
+    std::vector<std::shared_ptr<UpstreamPool>> gone;
+    {
+        std::lock_guard lock(mu_);
+        for (auto it = pools_.begin(); it != pools_.end();) {
+            if (keep.count(it->first.substr(0, it->first.find('\n')))) {
+                ++it;
+            } else {
+                gone.push_back(std::move(it->second));
+                it = pools_.erase(it);
+            }
+        }
+    }
+    for (auto& p : gone) p->retire();
 }
 
 }  // namespace xo::smtp

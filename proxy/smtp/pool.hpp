@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,9 @@ public:
     // RSET state; otherwise it is closed.
     void release(std::unique_ptr<Upstream> up, bool reusable);
     void forfeit();   // room from acquire() not used, or a session that was lost
+    // A reload changed this pool's connection: idle sessions close now, the
+    // ones in use close when they come back.
+    void retire();
 
     std::size_t open_sessions() const;   // idle + in use + being opened
     std::size_t idle_sessions() const;
@@ -69,12 +73,25 @@ private:
     std::vector<Idle> idle_;                      // most recently used last
     std::deque<std::shared_ptr<Waiter>> waiters_;
     bool sweep_scheduled_ = false;
+    bool retired_ = false;
 };
 
-// One pool per (connection, mailbox), made on first use.
+// One pool per (connection, mailbox), made on first use. Shared by the
+// configurations a reload replaces: a pool is found by the connection's
+// smtp_identity(), so a connection the reload leaves alone keeps its pool
+// (and the provider's per-mailbox cap holds across the reload).
+// An UpstreamPool that is never given a session (only acquire() for room and
+// forfeit()) is a fair, bounded-wait counting semaphore: the IMAP listener
+// uses it to keep to max_imap_sessions per mailbox.
 class PoolRegistry {
 public:
+    // The SMTP pool of (c, mailbox), keyed by c.smtp_identity().
     std::shared_ptr<UpstreamPool> get(const config::Connection& c, const std::string& mailbox);
+    // The pool of (identity, mailbox), made with `limits` on first use.
+    std::shared_ptr<UpstreamPool> get(const std::string& identity, const std::string& mailbox, const PoolLimits& limits);
+    // After a reload: pools whose identity is not in `keep` are retired.
+    void retain(const std::set<std::string>& keep);
+    void retain(const config::Config& cfg);   // keeps the connections' smtp_identity()
 
 private:
     std::mutex mu_;

@@ -239,7 +239,7 @@ awaitable<bool> Session::open_upstream(const config::Connection& c, const std::s
     give_back(!retire_);
     retire_ = false;
     pool_timeout_ = false;
-    auto pool = s_->smtp_pools.get(c, mailbox);
+    auto pool = s_->smtp_pools->get(c, mailbox);
     UpstreamPool::Lease lease = co_await pool->acquire();
     if (!lease.ok()) {
         pool_timeout_ = true;

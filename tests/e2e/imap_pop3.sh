@@ -4,7 +4,8 @@
 # SELECT, APPEND and a 20 MB FETCH compared byte for byte (with the proxy's RSS
 # growth measured), IDLE woken by a delivery; poplib USER/PASS and RETR; curl
 # IMAP and POP3 URLs; fetchmail through the proxy into a local SMTP listener;
-# each connection kind; the failure replies; upstream closing mid-session.
+# each connection kind; the failure replies; upstream closing mid-session;
+# TLS sessions towards the upstream resumed after the first of a connection.
 source "$(dirname "$0")/lib.sh"
 world_start
 proxy_config
@@ -103,6 +104,14 @@ except (imaplib.IMAP4.abort, OSError) as e:
     print("closed cleanly:", type(e).__name__)
 PYEOF
 mid=$!
+# TLS session resumption towards the upstream: every IMAPS and POP3S session
+# after the first of its connection offers a ticket of an earlier one, and Dovecot takes it.
+imap_opens=$(grep -cE 'imap session .* upstream [^ ]+ open for .*\(implicit TLS TLSv1.3' "$WORK/proxy.log" || true)
+imap_resumed=$(grep -cE 'imap session .* upstream [^ ]+ open for .*\(implicit TLS TLSv1.3 resumed' "$WORK/proxy.log" || true)
+check "upstream TLS resumed: $imap_resumed of $imap_opens IMAPS opens resumed a session (all but one per connection)" \
+  test "$imap_opens" -ge 5 -a "$imap_resumed" -ge $((imap_opens - 3))
+pop_resumed=$(grep -cE 'pop3 session .* upstream [^ ]+ open for .*\(implicit TLS TLSv1.3 resumed' "$WORK/proxy.log" || true)
+check "upstream TLS resumed for POP3S too ($pop_resumed)" test "$pop_resumed" -ge 1
 for _ in $(seq 1 50); do grep -q "logged in" "$WORK/midsession.out" && break; sleep 0.1; done
 pkill -KILL -P "$(cat "$WORLD_ROOT/run/dovecot/master.pid")"   # every Dovecot child, the upstream's imap process among them
 wait $mid || true

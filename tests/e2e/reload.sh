@@ -4,7 +4,8 @@
 # an SMTP and an IMAP session opened before the reload finish their work with
 # the old configuration), then a broken file (refused with FILE:LINE in the
 # log, the previous configuration still serving), and the daemon alive after
-# both. At start the open files limit is raised to the hard limit, and a hard
+# both; the token cache of a connection the reload does not change is kept
+# (no new token request). At start the open files limit is raised to the hard limit, and a hard
 # limit below what max_sessions needs is warned about.
 source "$(dirname "$0")/lib.sh"
 world_start
@@ -72,6 +73,10 @@ check "SMTP and IMAP sessions logged in before the reload" bash -c "grep -q 'LOG
 (for i in $(seq 1 10); do send "traffic$i" scanner scanner-pass scanner@contoso.test || true; done) &
 TRAFFIC=$!
 
+# Token requests before the reloads: the connections do not change, so their
+# cached tokens must survive both reloads (no new request at the IdP).
+tokens_before=$(idp_requests "$MS_SECRET_CLIENT_ID")
+
 # 1. A good file: erp removed, newbie added (erp's mailbox).
 h_new=$(hash_password 'newbie-pass')
 sed -e '/{login: erp,/d' -e "s#^senders:#  - {login: newbie, password_hash: \"$h_new\", connection: ms-secret, mailbox: erp@contoso.test}\nsenders:#" \
@@ -107,6 +112,9 @@ wait "$TRAFFIC" || true
 ok=$(grep -l '^RESULT 250' "$WORK"/traffic*.out 2>/dev/null | wc -l)
 check "traffic during both reloads: $ok/10 relayed" test "$ok" -eq 10
 check "daemon alive after both signals" kill -0 "$PROXY_PID"
+tokens_after=$(idp_requests "$MS_SECRET_CLIENT_ID")
+check "the cached token of the unchanged connection survived the reloads (IdP token requests $tokens_before -> $tokens_after)" \
+  test "$tokens_after" -eq "$tokens_before"
 check "no session dropped by a reload" bash -c "! grep -qE 'result=(error|aborted)' '$WORK/proxy.log'"
 
 # A hard limit below what max_sessions needs (4 listeners x 2000 sessions x 2) is warned about.

@@ -11,7 +11,9 @@
 #     REFUSED) and `ss` sampled every 100 ms never shows more than 3 proxy
 #     connections to the front
 #  c) 50 one-message sessions in a row: at most 3 upstream sessions opened
-#  d) one token request at the identity provider for b) and c)
+#  d) one token request at the identity provider for b), c) and e)
+#  e) IMAP obeys max_imap_sessions (2 here): a third login of the mailbox waits
+#     until one of two open sessions logs out, Dovecot never sees a third
 # XO_POOL_KEYS=0 leaves the pool keys out of the proxy config (to run b-d
 # against a proxy that does not know them yet; b-d are then expected to fail).
 # XO_POOL_B_CONC=3 runs b) with 3 clients at once instead of 50: a self-check of
@@ -72,7 +74,7 @@ grep -rqF -f "$WORK/token" "$WORK"/a*.out "$EXCHANGE_LOG" && fail "a: the token 
 
 echo "== b) 50 clients at once through the proxy, 2 messages each"
 proxy_config "$WORK/proxy.yaml"
-pool_keys="    max_upstream_sessions: 3\n    upstream_wait: 30s\n"
+pool_keys="    max_upstream_sessions: 3\n    upstream_wait: 30s\n    max_imap_sessions: 2\n"
 [ "${XO_POOL_KEYS:-1}" = 0 ] && pool_keys=""
 # connection ms-secret (login erp -> erp@contoso.test) goes to the front instead of Postfix
 $PY - "$WORK/proxy.yaml" "$FRONT" "$SMTP_STARTTLS_PORT" "$pool_keys" <<'PYEOF'
@@ -126,9 +128,48 @@ conns=$(front_lines "$c_line" | grep -c ' CONNECT ' || true)
 check "c: at most 3 upstream sessions opened for 50 sessions in a row ($opens authenticated, $conns connections)" \
   test "$opens" -le 3 -a "$conns" -le 3
 
+echo "== e) IMAP: at most max_imap_sessions (2) upstream sessions per mailbox; a third login waits its turn"
+# Two IMAP clients of erp hold their sessions until $WORK/imap.go; a third logs
+# in meanwhile: it must not reach Dovecot until one of the two has logged out.
+imap_client() {  # imap_client NAME: login, then (first two) hold until imap.go, SELECT, LOGOUT
+  XO_PASSWORD=$PW timeout 60 $PY - 127.0.0.1 "$PROXY_IMAP" "$WORK/imap.go" "$1" >"$WORK/imap-$1.out" 2>&1 <<'PY' &
+import imaplib, os, sys, time
+host, port, go, name = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+m = imaplib.IMAP4(host, port, timeout=50)
+t0 = time.time()
+m.login("erp", os.environ["XO_PASSWORD"])
+print("LOGGED IN %.1f" % (time.time() - t0), flush=True)
+if name != "third":
+    end = time.time() + 40
+    while not os.path.exists(go) and time.time() < end:
+        time.sleep(0.05)
+typ, _ = m.select("INBOX")
+print("SELECT", typ, flush=True)
+m.logout()
+PY
+}
+imap_conns() { ss -tnH state established "( dport = :$IMAPS_PORT )" | wc -l; }
+imap_client one; P1=$!
+imap_client two; P2=$!
+end=$((SECONDS + 30))
+until grep -q "LOGGED IN" "$WORK/imap-one.out" 2>/dev/null && grep -q "LOGGED IN" "$WORK/imap-two.out" 2>/dev/null; do
+  [ $SECONDS -lt $end ] || break; sleep 0.1
+done
+check "e: two IMAP sessions of erp logged in" bash -c "grep -q 'LOGGED IN' '$WORK/imap-one.out' && grep -q 'LOGGED IN' '$WORK/imap-two.out'"
+imap_client third; P3=$!
+sleep 2
+check "e: the third login waits while two are open (not logged in after 2 s)" bash -c "! grep -q 'LOGGED IN' '$WORK/imap-third.out'"
+n=$(imap_conns)
+check "e: the proxy holds 2 connections to Dovecot's IMAPS port, not 3 ($n)" test "$n" -eq 2
+touch "$WORK/imap.go"
+wait "$P1" "$P2" "$P3" || true
+check "e: the third logs in once one of the two has logged out and selects INBOX ($(tr '\n' ' ' < "$WORK/imap-third.out"))" \
+  grep -q '^SELECT OK' "$WORK/imap-third.out"
+check "e: the first two selected INBOX too" bash -c "grep -q '^SELECT OK' '$WORK/imap-one.out' && grep -q '^SELECT OK' '$WORK/imap-two.out'"
+
 echo "== d) token requests"
 n=$(idp_requests "$MS_SECRET_CLIENT_ID")
-check "d: exactly one token request at the identity provider for b) and c) ($n)" test "$n" -eq 1
+check "d: exactly one token request at the identity provider for b), c) and e) ($n)" test "$n" -eq 1
 grep -v '^$' "$IDP_ISSUED_TOKENS" > "$WORK/issued" || true
 grep -qF -f "$WORK/issued" "$WORK/proxy.log" "$EXCHANGE_LOG" "$WORK/b.out" "$WORK/c.out" \
   && fail "a token issued in this run appears in the proxy's or the front's log" \

@@ -279,3 +279,42 @@ TEST(TokenCache, MailboxThatIsNotUtf8IsRefusedNotReplaced) {
     EXPECT_EQ(p->calls.load(), 0);
     EXPECT_EQ(cache->size(), 0u);
 }
+
+TEST(TokenCache, AReloadAdoptsTheTokensOfUnchangedConnectionsOnly) {
+    FakeClock clock;
+    auto old_c = std::make_shared<ScriptedProvider>(&clock, 3600s);
+    auto old_d = std::make_shared<ScriptedProvider>(&clock, 3600s, true);
+    auto old_cache = std::make_shared<TokenCache>(
+        std::map<std::string, TokenCache::Source>{{"c", {old_c, 300s}}, {"d", {old_d, 300s}}}, fast_settings(),
+        clock.fn());
+    asio::io_context io;
+    Got c1, d1;
+    asio::co_spawn(io, get_into(old_cache, "c", "", &c1), asio::detached);
+    asio::co_spawn(io, get_into(old_cache, "d", "m@contoso.test", &d1), asio::detached);
+    ASSERT_TRUE(run_until(io, [&] { return c1.done && d1.done; }));
+
+    // The reload left "c" alone and changed "d" (e.g. a new key).
+    auto new_c = std::make_shared<ScriptedProvider>(&clock, 3600s);
+    auto new_d = std::make_shared<ScriptedProvider>(&clock, 3600s, true);
+    auto cache = std::make_shared<TokenCache>(
+        std::map<std::string, TokenCache::Source>{{"c", {new_c, 300s}}, {"d", {new_d, 300s}}}, fast_settings(),
+        clock.fn());
+    cache->adopt(*old_cache, {"c", "gone"});
+    Got c2, d2;
+    asio::co_spawn(io, get_into(cache, "c", "", &c2), asio::detached);
+    asio::co_spawn(io, get_into(cache, "d", "m@contoso.test", &d2), asio::detached);
+    ASSERT_TRUE(run_until(io, [&] { return c2.done && d2.done; }));
+    EXPECT_EQ(c2.value, "token-1-");   // the old token, no request
+    EXPECT_EQ(new_c->calls.load(), 0);
+    EXPECT_EQ(d2.value, "token-1-m@contoso.test");   // from the new provider
+    EXPECT_EQ(new_d->calls.load(), 1);
+    EXPECT_EQ(cache->total_requests(), 2u);   // the adopted entry keeps its count for /status
+
+    // Adopted tokens renew as usual once in the window.
+    clock.offset_s = 3600 - 30;
+    Got c3;
+    asio::co_spawn(io, get_into(cache, "c", "", &c3), asio::detached);
+    ASSERT_TRUE(run_until(io, [&] { return c3.done; }));
+    EXPECT_EQ(c3.value, "token-1-");
+    EXPECT_EQ(new_c->calls.load(), 1);
+}
