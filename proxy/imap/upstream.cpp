@@ -16,18 +16,8 @@ Upstream::Upstream(const asio::any_io_executor& ex, const config::Connection& co
 // Every response is read through ResponseParser (untagged literals skipped).
 awaitable<ResponseLine> Upstream::response(error_code& ec) {
     ResponseLine r;
-    for (;;) {
-        std::string_view data = co_await link_.read_some(ec);
-        if (ec) co_return r;
-        std::string_view rest = data;
-        auto st = parser_.feed(rest, r);
-        link_.consume(data.size() - rest.size());
-        if (st == ResponseParser::Status::response) co_return r;
-        if (st == ResponseParser::Status::error) {
-            ec = asio::error::invalid_argument;
-            co_return r;
-        }
-    }
+    co_await read_through(parser_, r, ResponseParser::Status::response, ResponseParser::Status::error, ec);
+    co_return r;
 }
 
 awaitable<bool> Upstream::ask_capabilities(error_code& ec) {

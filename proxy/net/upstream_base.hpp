@@ -45,6 +45,26 @@ protected:
     awaitable<bool> authenticate_with_retry(std::string token, UpstreamError& err);
     virtual awaitable<bool> authenticate(const std::string& token, bool& retry, UpstreamError& err) = 0;
 
+    // The one read loop of the three protocols: feeds what arrives to `parser`
+    // (the protocol's reply or response parser, the only reader of upstream
+    // bytes) until it has one whole `out` (`whole`); `failed`, or a read
+    // error, sets `ec`.
+    template <class Parser, class Out, class Status>
+    awaitable<void> read_through(Parser& parser, Out& out, Status whole, Status failed, error_code& ec) {
+        for (;;) {
+            std::string_view data = co_await link_.read_some(ec);
+            if (ec) co_return;
+            std::string_view rest = data;
+            const Status st = parser.feed(rest, out);
+            link_.consume(data.size() - rest.size());
+            if (st == whole) co_return;
+            if (st == failed) {
+                ec = asio::error::invalid_argument;
+                co_return;
+            }
+        }
+    }
+
     bool fail(UpstreamError& err, UpstreamError::Kind kind, std::string detail, std::string advice = "");
     void step(const char* name) {
         if (on_step_) on_step_(name);

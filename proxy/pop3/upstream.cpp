@@ -15,18 +15,8 @@ Upstream::Upstream(const asio::any_io_executor& ex, const config::Connection& co
 awaitable<Response> Upstream::read_response(bool multiline, error_code& ec) {
     Response r;
     parser_.expect_multiline(multiline);
-    for (;;) {
-        std::string_view data = co_await link_.read_some(ec);
-        if (ec) co_return r;
-        std::string_view rest = data;
-        auto st = parser_.feed(rest, r);
-        link_.consume(data.size() - rest.size());
-        if (st == ResponseParser::Result::response) co_return r;
-        if (st == ResponseParser::Result::error) {
-            ec = asio::error::invalid_argument;
-            co_return r;
-        }
-    }
+    co_await read_through(parser_, r, ResponseParser::Result::response, ResponseParser::Result::error, ec);
+    co_return r;
 }
 
 awaitable<Response> Upstream::command(std::string_view line, bool multiline, error_code& ec) {

@@ -6,7 +6,11 @@
 // transaction (RSET state) and gives it to the first waiter or keeps it idle
 // for at most upstream_idle. A session is retired after upstream_max_messages
 // or a minute before its token expires. Thread-safe; waiters are woken on
-// their own executors.
+// their own executors. A session handed to another client session keeps the
+// I/O executor (strand) it was opened on; that is safe because every
+// operation's completion, Beast's timeout handler included, runs on the
+// executor of the coroutine that started it (async_base::get_executor), and a
+// pooled session is used by one client session at a time.
 #pragma once
 #include <chrono>
 #include <deque>

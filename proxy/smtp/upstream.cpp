@@ -21,18 +21,8 @@ awaitable<Reply> Upstream::command(std::string_view line, error_code& ec) {
 
 awaitable<Reply> Upstream::read_reply(error_code& ec) {
     Reply reply;
-    for (;;) {
-        std::string_view data = co_await link_.read_some(ec);
-        if (ec) co_return reply;
-        std::string_view rest = data;
-        auto st = parser_.feed(rest, reply);
-        link_.consume(data.size() - rest.size());
-        if (st == ReplyParser::Status::reply) co_return reply;
-        if (st == ReplyParser::Status::error) {
-            ec = asio::error::invalid_argument;
-            co_return reply;
-        }
-    }
+    co_await read_through(parser_, reply, ReplyParser::Status::reply, ReplyParser::Status::error, ec);
+    co_return reply;
 }
 
 awaitable<bool> Upstream::open(UpstreamError& err) {
