@@ -37,6 +37,7 @@ std::string random_b64url(std::size_t n) {
 struct Pending {
     std::optional<std::string> code;
     std::string error;            // set when the answer was an error or a bad state
+    std::string advice;           // the diagnosis table's cause and fix for a provider's error
     bool done = false;
     asio::steady_timer* wake = nullptr;
     void finish() {
@@ -63,7 +64,13 @@ void take_answer(Pending& p, const std::string& input, const std::string& state)
         else if (k == "error") error = v;
         else if (k == "error_description") description = v;
     }
-    if (!error.empty()) p.error = error + (description.empty() ? "" : ": " + description);
+    if (!error.empty()) {
+        p.error = error + (description.empty() ? "" : ": " + description);
+        // "AADSTS65004: User declined ..." (Microsoft puts its code in the description here).
+        std::string aadsts;
+        if (description.rfind("AADSTS", 0) == 0) aadsts = description.substr(0, description.find(':'));
+        p.advice = diagnose::token_error_advice(aadsts, error, description);
+    }
     else if (got_state != state) p.error = "the redirect's state does not match this authorization: refused (a stale or forged redirect)";
     else if (code.empty()) p.error = "the redirect holds no code";
     else p.code = code;
@@ -187,6 +194,7 @@ int code_flow(const config::Config& cfg, const config::Connection& conn, const s
     }
     if (!p.code) {
         std::cerr << "authorize: " << p.error << "\n";
+        if (!p.advice.empty()) std::cerr << "  what to do: " << p.advice << "\n";
         return 1;
     }
     oauth::Form form{{"grant_type", "authorization_code"}, {"client_id", conn.client_id}, {"code", *p.code},
@@ -229,11 +237,13 @@ int device_flow(const config::Connection& conn, const std::string& mailbox, oaut
             continue;
         }
         if (error == "authorization_declined") {
-            std::cerr << "authorize: the sign-in was declined at the provider; nothing was saved\n";
+            std::cerr << "authorize: the sign-in was declined at the provider; nothing was saved\n  what to do: "
+                      << diagnose::token_error_advice("", error, "") << "\n";
             return 1;
         }
         if (error == "expired_token") {
-            std::cerr << "authorize: the code expired before anyone signed in; run the command again\n";
+            std::cerr << "authorize: the code expired before anyone signed in; run the command again\n  what to do: "
+                      << diagnose::token_error_advice("", error, "") << "\n";
             return 1;
         }
         auto tr = oauth::parse_token_response(http);

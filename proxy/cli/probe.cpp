@@ -76,7 +76,8 @@ void explain_open_failure(ProbeReport& rep, const std::string& protocol, const n
             break;
         case K::protocol:
         case K::none:
-            step += "session";
+            // A temporary refusal of the AUTHENTICATE (IMAP "NO [UNAVAILABLE]") is still that step.
+            step += err.detail.find(" refused: ") != std::string::npos ? "authenticate" : "session";
             row = diagnose::match_reply(server_words(err.detail));
             break;
     }

@@ -14,6 +14,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/probe.hpp"
+#include "diagnose/diagnose.hpp"
 #include "net/tls.hpp"
 
 namespace xo::cli {
@@ -91,7 +92,11 @@ int test_command(const config::Config& cfg, const std::vector<std::string>& args
     one.connections = {{opt.connection, *conn}};
     std::shared_ptr<oauth::TokenCache> cache = oauth::make_token_cache(one, problems);
     if (!problems.empty()) {
-        rep->failed("token", problems.front(), nullptr, "fix the connection's settings named above (xoauth2-proxy --check)");
+        // A token store that cannot be opened has its row; other problems are settings.
+        const diagnose::Row* row = problems.front().find("token store") != std::string::npos
+                                       ? diagnose::match_token_error("", "token_store", problems.front())
+                                       : nullptr;
+        rep->failed("token", problems.front(), row, "fix the connection's settings named above (xoauth2-proxy --check)");
         return verdict();
     }
     std::shared_ptr<ssl::context> tls;

@@ -92,9 +92,6 @@ const std::vector<Row> kTable = {
      "the device code was not recognised",
      "run 'xoauth2-proxy authorize CONNECTION --mailbox M --device' again"},
     // ---- Google and the OAuth errors of every provider
-    {S::token, "invalid_grant", "", "needs authorization",
-     "the refresh token no longer works",
-     "run 'xoauth2-proxy authorize CONNECTION --mailbox M' again"},
     {S::token, "invalid_grant", "", "Invalid JWT Signature",
      "Google rejected the assertion's signature: the key file's private key does not belong to the service "
      "account, or the key was deleted",
@@ -114,6 +111,11 @@ const std::vector<Row> kTable = {
      "tokens that die after 7 days (or the user revoked access, or changed the password)",
      "Google Cloud console > APIs & Services > OAuth consent screen: set User type Internal (Workspace) or "
      "Publish app (In production); then run 'xoauth2-proxy authorize CONNECTION --mailbox M' again"},
+    // The token cache appends "-- needs authorization: run ..." to every refused refresh
+    // token, so this row comes after the provider texts that say why (Google's 7 days).
+    {S::token, "invalid_grant", "", "needs authorization",
+     "the refresh token no longer works",
+     "run 'xoauth2-proxy authorize CONNECTION --mailbox M' again"},
     {S::token, "invalid_grant", "", "",
      "the grant was refused",
      "check the key, the mailbox and the provider's description above"},
@@ -186,6 +188,10 @@ const std::vector<Row> kTable = {
      "the sign-in was blocked by the tenant's security defaults",
      "use app-only access (flow client_secret or certificate), or Microsoft Entra admin center > Overview > "
      "Properties > Manage security defaults"},
+    {S::reply, "535", "5.7.139", "did not meet the criteria",
+     "the sign-in was blocked by a Conditional Access policy (or another sign-in policy of the tenant)",
+     "Microsoft Entra admin center > Monitoring & health > Sign-in logs > Service principal sign-ins: the failure "
+     "names the policy; Protection > Conditional Access: exclude this app (or this server's IP as a named location)"},
     {S::reply, "535", "5.7.139", "",
      "SMTP AUTH is disabled for the tenant or the mailbox (needed even with OAuth)",
      "Exchange Online PowerShell: Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled $false "
@@ -255,7 +261,7 @@ const std::vector<Row> kTable = {
      "Azure portal > App registrations > the app > Certificates & secrets > New client secret; put its Value in "
      "the secret file and update secret_expires:"},
     {S::local, "refresh_token_idle", "", "",
-     "the stored refresh token dies after 90 days without use",
+     "the stored refresh token dies after 90 days without use (Google: six months)",
      "use the connection (or run 'xoauth2-proxy test CONNECTION --mailbox M') to rotate it, or authorize again"},
     {S::local, "connect", "", "",
      "the mail server could not be reached",

@@ -32,13 +32,20 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from interactive import Interactive  # noqa: E402
-from provider_errors import g_error, ms_error, utc  # noqa: E402
+from provider_errors import G_ERROR, MS_ERROR, g_error, ms_error, ms_injected, utc  # noqa: E402
 
 MS_SCOPE = "https://outlook.office365.com/.default"
 GOOGLE_SCOPE = "https://mail.google.com/"
 ROLES = ["SMTP.SendAsApp", "IMAP.AccessAsApp", "POP.AccessAsApp"]
 ROLE_FOR_SERVICE = {"smtp": "SMTP.SendAsApp", "imap": "IMAP.AccessAsApp", "pop3": "POP.AccessAsApp"}
-FAIL_MODES = ("invalid_secret", "expired_secret", "app_not_found", "no_consent", "http500", "slow", "none")
+FAIL_MODES = ("invalid_secret", "expired_secret", "app_not_found", "no_consent", "http500", "http403", "slow",
+              "none", "aadsts", "google")
+# "aadsts" (with "code": an AADSTS number of provider_errors.MS_ERROR) and "google" (with "key": one of
+# provider_errors.G_ERROR) answer every token request of the client that way, refresh and device code
+# grants included: Microsoft's / Google's own status, error, and text.
+EARLY_MODES = ("aadsts", "google")
+
+
 def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -77,6 +84,7 @@ class State:
             self.failures = {}          # client or "*" -> {"fail": mode, "count": n|None, "delay": s}
             self.lifetime = 3599
             self.clock_skew = 0
+            self.check_down = False     # /_check answers 503: the mail server's auth backend fails
             self.seen_jti = set()
             self.revoked = set()        # (client, mailbox)
             if not hasattr(self, "interactive"):
@@ -107,12 +115,13 @@ class State:
         with self.lock:
             self.requests[client] = self.requests.get(client, 0) + 1
 
-    def injected(self, client):
-        """The failure mode to apply to this request, if any (consumes a count)."""
+    def injected(self, client, modes=None):
+        """The failure mode to apply to this request, if any (consumes a count); only
+        one of `modes` when given."""
         with self.lock:
             for key in (client, "*"):
                 f = self.failures.get(key)
-                if not f:
+                if not f or (modes is not None and f["fail"] not in modes):
                     continue
                 if f.get("count") is not None:
                     if f["count"] <= 0:
@@ -248,19 +257,26 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(400, {"ok": False, "error": "body is not JSON"})
         if "fail" in req and req["fail"] not in FAIL_MODES:
             return self.reply(400, {"ok": False, "error": "unknown fail mode; one of " + ", ".join(FAIL_MODES)})
+        if req.get("fail") == "aadsts" and req.get("code") not in MS_ERROR:
+            return self.reply(400, {"ok": False, "error": "fail aadsts needs code, one of %s" % sorted(MS_ERROR)})
+        if req.get("fail") == "google" and req.get("key") not in G_ERROR:
+            return self.reply(400, {"ok": False, "error": "fail google needs key, one of %s" % sorted(G_ERROR)})
         st = self.state
         with st.lock:
             if "token_lifetime" in req:
                 st.lifetime = int(req["token_lifetime"])
             if "clock_skew" in req:
                 st.clock_skew = int(req["clock_skew"])
+            if "check_down" in req:
+                st.check_down = bool(req["check_down"])
             if "fail" in req:
                 client = req.get("client_id", "*")
                 if req["fail"] == "none":
                     st.failures.pop(client, None)
                 else:
                     st.failures[client] = {"fail": req["fail"], "count": req.get("count"),
-                                           "delay": float(req.get("delay", 0))}
+                                           "delay": float(req.get("delay", 0)), "code": req.get("code"),
+                                           "key": req.get("key")}
             if "revoke_mailbox" in req:
                 r = req["revoke_mailbox"]
                 st.revoked.add((r["client_id"], r["mailbox"].lower()))
@@ -275,6 +291,9 @@ class Handler(BaseHTTPRequestHandler):
         user, token, service = f.get("user", "").lower(), f.get("token", ""), f.get("service", "").lower()
         st = self.state
         self.client = "(token %s... len=%d)" % (token[:8], len(token))
+        if st.check_down:
+            self.outcome = "check_down: the mail server's token check fails (503)"
+            return self.reply(503, {"ok": False, "reason": "token check unavailable"})
 
         def refuse(reason):
             self.outcome = "refused service=%s user=%s: %s" % (service, user, reason)
@@ -307,14 +326,23 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(200, {"ok": True})
 
     # ---- failure injection shared by the token endpoints
-    def inject(self, client, provider, tenant=None):
-        f = self.state.injected(client)
+    def inject(self, client, provider, tenant=None, early=False):
+        """The injected answer for this request, or None. early: only the modes that apply
+        to every grant (EARLY_MODES), checked before the interactive grants."""
+        f = self.state.injected(client, EARLY_MODES if early else None)
         if not f:
             return None
         mode = f["fail"]
+        if mode == "aadsts":
+            return ms_injected(f["code"], client) if provider == "microsoft" else None
+        if mode == "google":
+            status, error = G_ERROR[f["key"]]
+            return g_error(status, error, f["key"]) if provider == "google" else None
         if mode == "slow":
             time.sleep(f["delay"])
             return None
+        if mode == "http403":      # a web filter in the way: an HTML page, no OAuth error body
+            return 403, b"<html><body><h1>Access denied</h1>The requested URL is blocked by policy.</body></html>"
         if mode == "http500":
             return 500, b"<html><body>Sorry, but we're having trouble signing you in. (HTTP 500)</body></html>"
         if provider == "google":
@@ -365,6 +393,9 @@ class Handler(BaseHTTPRequestHandler):
         if not tenant:
             return fail(*ms_error(400, "invalid_request", 90002, tenant=tenant_in_url))
         tid, t = tenant
+        inj = self.inject(client, "microsoft", t["domain"], early=True)
+        if inj:
+            return fail(inj[0], inj[1], "injected " + self.code_of(inj[1]))
         with st.lock:
             answer = st.interactive.token(f, "microsoft")
         if answer:
@@ -447,6 +478,12 @@ class Handler(BaseHTTPRequestHandler):
     def google(self):
         st = self.state
         f, _ = self.form()
+        if f.get("client_id"):      # an installed app's grant (a service account's comes below)
+            inj = self.inject(f["client_id"], "google", early=True)
+            if inj:
+                self.client = f["client_id"]
+                st.count(f["client_id"])
+                return self.answer(inj[0], inj[1], "injected %s" % inj[1]["error"])
         with st.lock:
             answer = st.interactive.token(f, "google")
         if answer:

@@ -2,7 +2,9 @@
 PKCE (Microsoft v2.0 and Google installed apps), device code (RFC 8628, as
 Microsoft answers it), and refresh tokens with rotation. Test hooks (control
 API): approve / decline / expire a device code, force slow_down, expire or
-revoke refresh tokens, break PKCE. Imported by idp.py; no secrets are logged."""
+revoke refresh tokens, break PKCE, put the Google app's consent screen in
+"Testing" status (google_consent_screen: "testing": 7-day refresh tokens).
+Imported by idp.py; no secrets are logged."""
 import base64
 import hashlib
 import secrets
@@ -33,7 +35,8 @@ class Interactive:
         return (g, "google") if g else (None, None)
 
     def control(self, req):
-        for k in ("sign_in_as", "pkce_mismatch", "refresh_fail", "device_slow_down", "authorize_deny"):
+        for k in ("sign_in_as", "pkce_mismatch", "refresh_fail", "device_slow_down", "authorize_deny",
+                  "google_consent_screen"):
             if k in req:
                 self.hooks[k] = req[k]
         if "device" in req:   # {"user_code": ..., "action": approve|decline|expire, "mailbox": ...}
@@ -139,6 +142,13 @@ class Interactive:
                 return self.err(provider, 400, "invalid_grant", 70000, "The provided grant has already been used (refresh token rotated).")
             if not r or r["client"] != client:
                 return self.err(provider, 400, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.")
+            if provider == "google":
+                # Google says the same for every dead refresh token; an app whose OAuth consent
+                # screen is in "Testing" status gets refresh tokens that die after 7 days.
+                testing = self.hooks.get("google_consent_screen") == "testing"
+                if r["expires"] < self.st.now() or fail == "expired" or (
+                        testing and self.st.now() - r["issued"] > 7 * 86400):
+                    return 400, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
             if r["expires"] < self.st.now() or fail == "expired":
                 return self.err(provider, 400, "invalid_grant", 700082, "The refresh token has expired due to inactivity. The token was issued on %s and was inactive for 90.00:00:00." % time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["issued"])))
             del self.refresh[form["refresh_token"]]   # rotation: each refresh token works once

@@ -37,16 +37,48 @@ MS_TEXT = {
     700027: "Client assertion contains an invalid signature. [Reason - {reason}, Thumbprint of key used by client: "
             "'{thumb}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys "
             "for app Id '{app}'.]",
+    700082: "The refresh token has expired due to inactivity. The token was issued on {issued} and was inactive "
+            "for 90.00:00:00.",
+    70008: "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive "
+           "authorization request for this user and resource.",
+    50173: "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have "
+           "changed or reset their password. The grant was issued on '{issued}' and the TokensValidFrom date (before "
+           "which tokens are not valid) for this user is '{valid_from}'.",
+    53003: "Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.",
+    530035: "Access has been blocked by security defaults. This is due to the request using legacy auth or being "
+            "deemed unsafe by security defaults policies. For more information, please visit "
+            "https://aka.ms/securitydefaults",
+    50196: "The server terminated an operation because it encountered a client request loop. Please contact your app "
+           "vendor.",
+    501481: "The Code_Verifier does not match the code_challenge supplied in the authorization request.",
+    65004: "User declined to consent to access the app.",
+    70019: "Verification code expired or invalid.",
     # Microsoft documents no code for a replayed assertion (same jti twice); this test IdP answers with the
     # generic authentication-failed code AADSTS50012 and says why.
     50012: "Authentication failed: the client assertion with jti '{jti}' was already used (replay).",
 }
+# The status and OAuth error Microsoft sends with each code (for the control API's
+# {"fail": "aadsts", "code": N}); the texts are MS_TEXT's.
+MS_ERROR = {
+    7000215: (401, "invalid_client"), 7000222: (401, "invalid_client"), 700016: (400, "unauthorized_client"),
+    65001: (400, "invalid_grant"), 90002: (400, "invalid_request"), 9001023: (400, "invalid_request"),
+    70011: (400, "invalid_scope"), 7000218: (401, "invalid_client"), 700021: (401, "invalid_client"),
+    700023: (401, "invalid_client"), 700024: (401, "invalid_client"), 700027: (401, "invalid_client"),
+    700082: (400, "invalid_grant"), 70008: (400, "invalid_grant"), 50173: (400, "invalid_grant"),
+    53003: (400, "invalid_grant"), 530035: (400, "invalid_grant"), 50196: (400, "invalid_request"),
+    501481: (400, "invalid_grant"), 65004: (400, "access_denied"), 70019: (400, "bad_verification_code"),
+}
+# Example values for the placeholders of an injected code's text.
+MS_FILL = {"tenant": "contoso.test", "scope": "https://outlook.office.com/.default", "param": "scope",
+           "grant": "password", "reason": "The key was not found.", "thumb": "0000000000000000000000000000000000000000",
+           "jti": "00000000-0000-0000-0000-000000000000"}
 GOOGLE_TEXT = {
     "signature": "Invalid JWT Signature.",
     "times": "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. "
              "Check your iat and exp values in the JWT claim.",
     "sub": "Invalid email or User ID",
     "account": "Invalid grant: account not found",
+    "revoked": "Token has been expired or revoked.",
     "scope": "Client is unauthorized to retrieve access tokens using this method, or client not authorized for any "
              "of the scopes requested.",
 }
@@ -66,6 +98,20 @@ def ms_error(status, error, code, text=None, **fmt):
     return status, {"error": error, "error_description": desc, "error_codes": [code], "timestamp": now,
                     "trace_id": trace, "correlation_id": corr,
                     "error_uri": "https://login.microsoftonline.com/error?code=%d" % code}
+
+
+def ms_injected(code, app):
+    """(status, body) for a code from MS_ERROR, its placeholders filled with example values."""
+    status, error = MS_ERROR[code]
+    now = time.time()
+    fill = dict(MS_FILL, app=app, issued=utc(now - 91 * 86400, True), valid_from=utc(now - 3600, True),
+                now=utc(now, True), nbf=utc(now - 7200, True), exp=utc(now - 6600, True))
+    return ms_error(status, error, code, **fill)
+
+
+# The status and OAuth error Google sends with each GOOGLE_TEXT key.
+G_ERROR = {"signature": (400, "invalid_grant"), "times": (400, "invalid_grant"), "sub": (400, "invalid_grant"),
+           "account": (400, "invalid_grant"), "revoked": (400, "invalid_grant"), "scope": (401, "unauthorized_client")}
 
 
 def g_error(status, error, key):

@@ -61,6 +61,8 @@ const std::vector<Case> kCases = {
     {Source::token, "", "invalid_grant", "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.", "clock skew", "set-ntp"},
     {Source::token, "", "invalid_grant", "Invalid grant: account not found", "service account", "Service accounts"},
     {Source::token, "", "invalid_grant", "Token has been expired or revoked.", "'Testing' status", "OAuth consent screen"},
+    // As the token cache passes it on for a stored refresh token: the provider's reason still decides.
+    {Source::token, "", "invalid_grant", "Token has been expired or revoked. -- needs authorization: run 'xoauth2-proxy authorize gmail-user --mailbox alice@fabrikam.test'", "'Testing' status", "Publish app"},
     {Source::token, "", "invalid_grant", "something else", "refused", "check the key"},
     {Source::token, "", "unauthorized_client", "Client is unauthorized to retrieve access tokens using this method", "domain-wide delegation", "Manage Domain Wide Delegation"},
     {Source::token, "", "invalid_client", "Client authentication failed", "client credentials", "client_id"},
@@ -81,6 +83,7 @@ const std::vector<Case> kCases = {
     {Source::reply, "", "", "430 4.2.0 STOREDRV; mailbox logon failure", "mailbox logon failure", "New-ServicePrincipal"},
     {Source::reply, "", "", "550 5.7.30 Basic authentication is not supported for Client Submission", "basic authentication", "XOAUTH2"},
     {Source::reply, "", "", "535 5.7.139 Authentication unsuccessful, user is locked by your organization's security defaults policy. Contact your administrator.", "security defaults", "Manage security defaults"},
+    {Source::reply, "", "", "535 5.7.139 Authentication unsuccessful, the request did not meet the criteria to be authenticated successfully. Contact your administrator.", "Conditional Access", "Sign-in logs"},
     {Source::reply, "", "", "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.", "SMTP AUTH is disabled", "Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled $false"},
     {Source::reply, "", "", "501 5.5.127 Authentication unsuccessful. Token will expire soon", "10 minutes", "refresh_window"},
     {Source::reply, "", "", "550 5.5.105 External recipients are not allowed", "internal recipients", "smtp.office365.com"},
@@ -138,6 +141,24 @@ TEST(Diagnose, EveryRowHasItsCase) {
     for (const auto& r : table())
         EXPECT_TRUE(hit.count(&r)) << "no test case for row " << r.code << " " << r.enhanced << " " << r.text;
     EXPECT_EQ(hit.size(), table().size());
+}
+
+// Every row can be found and says something: a code (or, for IMAP/POP3 answers, a text to
+// match), a cause and a fix; a token or local row's code is unique unless a text tells the
+// variants apart.
+TEST(Diagnose, EveryRowIsComplete) {
+    std::set<std::string> seen;
+    for (const auto& r : table()) {
+        std::string id = std::string(r.code) + "|" + std::string(r.enhanced) + "|" + std::string(r.text);
+        EXPECT_TRUE(!r.code.empty() || (r.source == Source::reply && !r.text.empty())) << id;
+        EXPECT_GE(r.cause.size(), 10u) << id;
+        EXPECT_GE(r.fix.size(), 10u) << id;
+        EXPECT_TRUE(seen.insert(id).second) << "row twice: " << id;
+        if (r.source == Source::reply && !r.code.empty()) {
+            EXPECT_EQ(r.code.size(), 3u) << id;
+            EXPECT_TRUE(r.enhanced.empty() || r.enhanced[0] == r.code[0]) << "class of " << id;
+        }
+    }
 }
 
 TEST(Diagnose, UnknownGivesGenericOrNothing) {

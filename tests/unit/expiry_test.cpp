@@ -1,14 +1,17 @@
 // Credential expiry: a certificate's notAfter from the file, secret_expires,
-// the 30-day warning, and a certificate that cannot be read.
+// the 30-day warning, a certificate that cannot be read, and a stored refresh
+// token near its idle limit (Microsoft 90 days, Google six months).
 #include <gtest/gtest.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 
 #include "diagnose/expiry.hpp"
+#include "oauth/token_store.hpp"
 
 using namespace xo::diagnose;
 
@@ -77,4 +80,51 @@ TEST(Expiry, CertificateSecretAndWarningWindow) {
     std::ifstream store(cfg.tokens.store);
     EXPECT_FALSE(store.good());
     std::remove(cert.c_str());
+}
+
+// The diagnosis row refresh_token_idle, from a real store file: a Microsoft refresh
+// token last rotated 70 days ago is due (20 days left), a Google one is not.
+TEST(Expiry, RefreshTokenIdleFromTheStore) {
+    unsetenv("XOAUTH2_PROXY_STORE_KEY");   // the store's own key file
+    std::string path = testing::TempDir() + "/expiry-idle-store.db";
+    std::remove(path.c_str());
+    std::remove((path + ".key").c_str());
+    long long now = unix_now();
+    {
+        xo::oauth::FileTokenStore store(path);
+        store.put("dev", "bob@contoso.test", {"rt-not-shown", "scope", now - 80 * 86400, now - 70 * 86400});
+        store.put("gmail", "alice@fabrikam.test", {"rt-not-shown-2", "scope", now - 80 * 86400, now - 70 * 86400});
+    }
+    xo::config::Config cfg;
+    xo::config::Connection dev;
+    dev.name = "dev";
+    dev.provider = xo::config::Provider::microsoft;
+    dev.flow = xo::config::Flow::device_code;
+    cfg.connections["dev"] = dev;
+    xo::config::Connection gmail = dev;
+    gmail.name = "gmail";
+    gmail.provider = xo::config::Provider::google;
+    gmail.flow = xo::config::Flow::authorization_code;
+    cfg.connections["gmail"] = gmail;
+    cfg.tokens.store = path;
+    auto list = credential_expiries(cfg);
+    ASSERT_EQ(list.size(), 2u);
+    for (const auto& e : list) {
+        EXPECT_EQ(e.kind, "refresh_token");
+        if (e.connection == "dev") {
+            EXPECT_EQ(e.mailbox, "bob@contoso.test");
+            EXPECT_EQ(e.expires_at, now + 20 * 86400);
+            EXPECT_TRUE(due(e, now));
+            EXPECT_NE(describe(e, now).find("refresh token of bob@contoso.test of connection dev expires "), std::string::npos);
+            std::string a = expiry_advice(e);
+            EXPECT_NE(a.find("the stored refresh token dies after 90 days without use"), std::string::npos) << a;
+            EXPECT_NE(a.find("; to fix: use the connection (or run 'xoauth2-proxy test CONNECTION"), std::string::npos) << a;
+            EXPECT_EQ(a.find("rt-not-shown"), std::string::npos);
+        } else {
+            EXPECT_EQ(e.expires_at, now + 110 * 86400);
+            EXPECT_FALSE(due(e, now));
+        }
+    }
+    std::remove(path.c_str());
+    std::remove((path + ".key").c_str());
 }

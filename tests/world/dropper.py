@@ -8,7 +8,13 @@ With --auth-reply or --mail-reply it plays an Exchange that refuses: the given
 reply instead of 235 after the XOAUTH2 data, or instead of 250 to MAIL FROM
 (e.g. "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is
 disabled for the Tenant."), for `xoauth2-proxy test` and the diagnosis table.
-usage: dropper.py PORT CERT KEY [--auth-reply TEXT] [--mail-reply TEXT]"""
+--rcpt-reply replaces the 250 to RCPT TO; --auth-mechs the mechanisms EHLO offers
+after STARTTLS (default "XOAUTH2", e.g. "PLAIN LOGIN" for a server without it).
+--imap-auth-reply TEXT plays Exchange's IMAP instead (implicit TLS, as on 993):
+CAPABILITY with AUTH=XOAUTH2 and SASL-IR, then "TAG TEXT" after AUTHENTICATE
+(e.g. "NO AUTHENTICATE failed.").
+usage: dropper.py PORT CERT KEY [--auth-reply TEXT] [--mail-reply TEXT] [--rcpt-reply TEXT]
+                  [--auth-mechs MECHS] [--imap-auth-reply TEXT]"""
 import socket
 import ssl
 import sys
@@ -18,6 +24,9 @@ port, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 opts = dict(zip(sys.argv[4::2], sys.argv[5::2]))
 AUTH_REPLY = opts.get("--auth-reply", "235 2.7.0 Authentication successful")
 MAIL_REPLY = opts.get("--mail-reply", "250 2.0.0 Ok")
+RCPT_REPLY = opts.get("--rcpt-reply", "250 2.0.0 Ok")
+AUTH_MECHS = opts.get("--auth-mechs", "XOAUTH2")
+IMAP_AUTH_REPLY = opts.get("--imap-auth-reply")
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(cert, key)
 
@@ -37,7 +46,7 @@ def session(conn):
             cmd = line.strip().upper()
             if cmd.startswith(b"EHLO"):
                 send("250-dropper.test\r\n250-PIPELINING\r\n250-SIZE 100000000\r\n250-8BITMIME\r\n"
-                     + ("250 AUTH XOAUTH2" if tls else "250 STARTTLS"))
+                     + ("250 AUTH " + AUTH_MECHS if tls else "250 STARTTLS"))
             elif cmd == b"STARTTLS":
                 send("220 2.0.0 go ahead")
                 conn = ctx.wrap_socket(conn, server_side=True)
@@ -51,7 +60,9 @@ def session(conn):
                 send(AUTH_REPLY)
             elif cmd.startswith(b"MAIL"):
                 send(MAIL_REPLY)
-            elif cmd.startswith(b"RCPT") or cmd == b"RSET" or cmd == b"NOOP":
+            elif cmd.startswith(b"RCPT"):
+                send(RCPT_REPLY)
+            elif cmd == b"RSET" or cmd == b"NOOP":
                 send("250 2.0.0 Ok")
             elif cmd == b"DATA":
                 send("354 go ahead")
@@ -84,8 +95,49 @@ def session(conn):
             pass
 
 
+def imap_session(conn):
+    """Exchange Online's IMAP refusing the token: implicit TLS, one tagged answer to AUTHENTICATE."""
+    conn.settimeout(30)
+    try:
+        conn = ctx.wrap_socket(conn, server_side=True)
+        f = conn.makefile("rb")
+        def send(s):
+            conn.sendall(s.encode() + b"\r\n")
+        send("* OK The Microsoft Exchange IMAP4 service is ready. [RABSAE4AUABQADAAMgA3AC4ATgBBAE0AUAA=]")
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            parts = line.decode(errors="replace").split()
+            if len(parts) < 2:
+                continue
+            tag, cmd = parts[0], parts[1].upper()
+            if cmd == "CAPABILITY":
+                send("* CAPABILITY IMAP4 IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 SASL-IR UIDPLUS ID UNSELECT CHILDREN "
+                     "IDLE NAMESPACE LITERAL+")
+                send(tag + " OK CAPABILITY completed.")
+            elif cmd == "AUTHENTICATE":
+                if len(parts) < 4:          # no initial response: ask for it
+                    send("+ ")
+                    f.readline()
+                send(tag + " " + IMAP_AUTH_REPLY)
+            elif cmd == "LOGOUT":
+                send("* BYE Microsoft Exchange Server IMAP4 server signing off.")
+                send(tag + " OK LOGOUT completed.")
+                return
+            else:
+                send(tag + " BAD User is not authenticated.")
+    except (OSError, ssl.SSLError):
+        return
+    finally:
+        try:
+            conn.close()
+        except OSError:
+            pass
+
+
 srv = socket.create_server(("127.0.0.1", port), reuse_port=False)
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 while True:
     c, _ = srv.accept()
-    threading.Thread(target=session, args=(c,), daemon=True).start()
+    threading.Thread(target=imap_session if IMAP_AUTH_REPLY else session, args=(c,), daemon=True).start()
