@@ -8,7 +8,18 @@ With --auth-reply or --mail-reply it plays an Exchange that refuses: the given
 reply instead of 235 after the XOAUTH2 data, or instead of 250 to MAIL FROM
 (e.g. "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is
 disabled for the Tenant."), for `xoauth2-proxy test` and the diagnosis table.
-usage: dropper.py PORT CERT KEY [--auth-reply TEXT] [--mail-reply TEXT]"""
+With --close-at STEP it closes the TCP connection without a reply at one
+step of the dialogue, and answers every step before it normally: greeting
+(at once, no 220), ehlo (the first EHLO), starttls, auth (the AUTH line),
+mail, rcpt, data (the DATA command), eod (after the whole message and its
+final dot, whatever its size). Each close is logged as
+"closing the connection at STEP". Without it, the 64 KB drop above.
+With --mail-reply-other TEXT it plays Exchange's SendAs check: TEXT instead of
+250 to a MAIL FROM other than the XOAUTH2 user=. It logs each XOAUTH2 user=
+(never the token) and each MAIL FROM with the user it came as.
+usage: dropper.py PORT CERT KEY [--auth-reply TEXT] [--mail-reply TEXT] [--close-at STEP]
+                  [--mail-reply-other TEXT]"""
+import base64
 import socket
 import ssl
 import sys
@@ -18,6 +29,35 @@ port, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 opts = dict(zip(sys.argv[4::2], sys.argv[5::2]))
 AUTH_REPLY = opts.get("--auth-reply", "235 2.7.0 Authentication successful")
 MAIL_REPLY = opts.get("--mail-reply", "250 2.0.0 Ok")
+CLOSE_AT = opts.get("--close-at")
+OTHER_REPLY = opts.get("--mail-reply-other")
+
+
+def sasl_user(data):
+    """The user= of XOAUTH2 data, logged (the token never is)."""
+    try:
+        fields = base64.b64decode(data.strip()).split(b"\x01")
+    except ValueError:
+        return "?"
+    user = "?"
+    for fld in fields:
+        if fld.startswith(b"user="):
+            user = fld[5:].decode(errors="replace")
+    print("AUTH XOAUTH2 user=%s" % user, flush=True)
+    return user
+STEPS = ("greeting", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "eod")
+if CLOSE_AT is not None and CLOSE_AT not in STEPS:
+    sys.exit("dropper.py: --close-at takes one of " + " ".join(STEPS))
+
+
+class Close(Exception):
+    """Raised at the --close-at step: the connection is closed without a reply."""
+
+
+def close_at(step):
+    if step == CLOSE_AT:
+        print("closing the connection at %s" % step, flush=True)
+        raise Close()
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(cert, key)
 
@@ -27,14 +67,24 @@ def session(conn):
     f = conn.makefile("rb")
     def send(s):
         conn.sendall(s.encode() + b"\r\n")
-    send("220 dropper.test ESMTP")
-    tls = False
+    tls = ehlo_seen = False
+    user = "-"
     try:
+        close_at("greeting")
+        send("220 dropper.test ESMTP")
         while True:
             line = f.readline()
             if not line:
                 return
             cmd = line.strip().upper()
+            step = {b"STARTTLS": "starttls", b"DATA": "data"}.get(cmd)
+            for verb, name in ((b"AUTH", "auth"), (b"MAIL", "mail"), (b"RCPT", "rcpt")):
+                if cmd.startswith(verb):
+                    step = name
+            if cmd.startswith(b"EHLO") and not ehlo_seen:
+                ehlo_seen, step = True, "ehlo"
+            if step:
+                close_at(step)
             if cmd.startswith(b"EHLO"):
                 send("250-dropper.test\r\n250-PIPELINING\r\n250-SIZE 100000000\r\n250-8BITMIME\r\n"
                      + ("250 AUTH XOAUTH2" if tls else "250 STARTTLS"))
@@ -45,14 +95,26 @@ def session(conn):
                 tls = True
             elif cmd == b"AUTH XOAUTH2":
                 send("334 ")
-                f.readline()
+                user = sasl_user(f.readline())
                 send(AUTH_REPLY)
             elif cmd.startswith(b"AUTH XOAUTH2 "):        # the one-line form
+                user = sasl_user(line.strip()[13:])
                 send(AUTH_REPLY)
             elif cmd.startswith(b"MAIL"):
-                send(MAIL_REPLY)
+                sender = line.strip()[10:].split(b">")[0].lstrip(b"<").decode(errors="replace")
+                print("MAIL FROM:<%s> as user=%s" % (sender, user), flush=True)
+                send(OTHER_REPLY if OTHER_REPLY and sender.lower() != user.lower() else MAIL_REPLY)
             elif cmd.startswith(b"RCPT") or cmd == b"RSET" or cmd == b"NOOP":
                 send("250 2.0.0 Ok")
+            elif cmd == b"DATA" and CLOSE_AT == "eod":
+                send("354 go ahead")
+                tail = b"\r\n"      # the message starts at a line start
+                while not tail.endswith(b"\r\n.\r\n"):     # the whole message, never answered
+                    chunk = f.read1(65536)
+                    if not chunk:
+                        return
+                    tail = (tail + chunk)[-5:]
+                close_at("eod")
             elif cmd == b"DATA":
                 send("354 go ahead")
                 # Drop after 64 KB of the message, or at its end for a smaller one
@@ -75,6 +137,12 @@ def session(conn):
                 return
             else:
                 send("502 5.5.2 not here")
+    except Close:
+        try:
+            conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        return
     except (OSError, ssl.SSLError):
         return
     finally:
