@@ -47,9 +47,12 @@ private:
     const config::Upstream& upstream_of(const config::Connection& c) const override { return c.smtp; }
     awaitable<bool> open_upstream(const config::Connection& c, const std::string& mailbox,
                                   net::UpstreamError& err) override;
+    // The upstream goes back to its pool only between transactions: a client that QUITs (or
+    // is closed after too many errors) with MAIL and RCPT accepted leaves the upstream inside
+    // the transaction, and the next client of the mailbox would get "503 nested MAIL".
     awaitable<void> finish() override {
-        give_back(!machine_.has_pending() && machine_.state() != State::mail && machine_.state() != State::rcpt &&
-                  machine_.state() != State::data);
+        give_back(!machine_.has_pending() && !machine_.upstream_transaction() && machine_.state() != State::mail &&
+                  machine_.state() != State::rcpt && machine_.state() != State::data);
         co_return;
     }
 

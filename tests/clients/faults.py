@@ -3,6 +3,9 @@
 usage: faults.py CHECK ARGS...   prints PASS/FAIL/INFO/MEASURE lines, exits 1 on a FAIL
   vanish PORT LOGIN FROM RCPT MARKER   AUTH, MAIL, RCPT, DATA, half of a 200 KB message, then the
                                        socket is closed (no final dot)
+  quit-midtxn PORT LOGIN FROM RCPT    AUTH, MAIL, RCPT (accepted), then QUIT: 221
+  errors-midtxn PORT LOGIN FROM RCPT  the same, then ten unknown commands: 421 and closed
+  rejected-midtxn PORT LOGIN FROM RCPT  MAIL accepted, RCPT to reject@ refused, DATA 554, QUIT
   flood PORT N PID                     N connections opened at once; each must get a 220 greeting or
                                        a clean 421; measures the proxy's RSS (PID) while all are open
   relay PORT SRC [LOGIN SENDER]        open-relay tricks from SRC (a loopback address outside the
@@ -119,6 +122,33 @@ def vanish(port, login, sender, rcpt, marker):
     print("MEASURE vanish: sent %d of %d bytes, then closed the socket without the final dot"
           % (len(half), len(head) + len(body)), flush=True)
     check("vanish: half of the message was written", sent)
+
+
+def leave_midtxn(port, login, sender, rcpt, how):
+    """AUTH, MAIL, RCPT accepted, then the client leaves the transaction open: QUIT (221), or
+    ten bad commands (the tenth answered 421 and the connection closed)."""
+    c = Smtp(port)
+    if how == "rejected":   # every recipient refused (550), DATA refused here (554), then QUIT
+        rcpt = "reject@" + rcpt.split("@")[1]
+    got = [c.reply()[0], c.cmd("EHLO midtxn.test")[0], c.cmd(auth_plain(login, os.environ["XO_PASSWORD"]))[0],
+           c.cmd("MAIL FROM:<%s>" % sender)[0], c.cmd("RCPT TO:<%s>" % rcpt)[0]]
+    want = [220, 250, 235, 250, 550 if how == "rejected" else 250]
+    check("%s: the transaction is open upstream (%s)" % (how, " ".join(map(str, want))), got == want,
+          " ".join(map(str, got)))
+    if how == "rejected":
+        code, text = c.cmd("DATA")
+        check("rejected: DATA without an accepted recipient: 554", code == 554, text)
+        code, text = c.cmd("QUIT")
+        check("rejected: then QUIT: 221", code == 221, text)
+    elif how == "quit":
+        code, text = c.cmd("QUIT")
+        check("quit: QUIT with MAIL and RCPT accepted: 221", code == 221, text)
+    else:
+        codes = [c.cmd("BOGUS%d" % i)[0] for i in range(10)]
+        code, text = c.reply(10.0)
+        check("errors: ten unknown commands mid-transaction: 500 each, the tenth followed by 421 and a close",
+              codes[:9] == [500] * 9 and codes[9] == 500 and code == 421, " ".join(map(str, codes)) + " " + text)
+    c.close()
 
 
 def rss_kb(pid):
@@ -302,7 +332,9 @@ def unmapped(port, src, *senders):
 
 def main():
     check_name, args = sys.argv[1], sys.argv[2:]
-    {"vanish": vanish, "flood": flood, "relay": relay, "unmapped": unmapped}[check_name](*args)
+    {"vanish": vanish, "flood": flood, "relay": relay, "unmapped": unmapped,
+     "quit-midtxn": lambda *a: leave_midtxn(*a, "quit"), "errors-midtxn": lambda *a: leave_midtxn(*a, "errors"),
+     "rejected-midtxn": lambda *a: leave_midtxn(*a, "rejected")}[check_name](*args)
     return 1 if FAILS else 0
 
 

@@ -10,7 +10,9 @@
 #   b. the identity provider down (port closed), slow (beyond http_timeout), answering a
 #      non-JSON 200, truncated JSON, an HTML 500 -> 454 4.7.0 at AUTH, a log line naming the
 #      connection, /status shows the connection failing
-#   c. a client vanishing mid-DATA: nothing delivered, the next client of the mailbox relays
+#   c. a client vanishing mid-DATA: nothing delivered, the next client of the mailbox relays;
+#      a client leaving a transaction open upstream (QUIT after RCPT, ten errors, QUIT after
+#      every recipient was refused): the next client of the mailbox relays (not "503 nested MAIL")
 #   d. 1000 sessions opened at once: each greeted (the 1001st gets 421 4.3.2), then a message
 #      relays, sessions_active back to 0, RSS bounded
 #   e. an upstream certificate signed by an unknown CA -> 454 4.7.0, the log names it
@@ -210,6 +212,20 @@ n=$(count_marker "vanish-$run@faults.test")
 check "c. the half message was not delivered ($n found)" test "$n" -eq 0
 n=$(count_marker "Subject: after-vanish-$run")
 check "c. the next message was delivered once ($n)" test "$n" -eq 1
+
+echo "== c. a client leaving an open transaction (QUIT; closed after ten errors; QUIT after every recipient was refused): the pooled upstream is not reused mid-transaction"
+for how in quit errors rejected; do
+  XO_PASSWORD=$PW timeout 60 $FAULTS "$how-midtxn" "$PROXY_SMTP" erp erp@contoso.test alice@contoso.test \
+    >"$WORK/$how-midtxn.out" 2>&1 || true
+  sed 's/^/  /' "$WORK/$how-midtxn.out"
+  check "c. $how: the transaction was open upstream when the client left" \
+    bash -c "! grep -q '^FAIL' '$WORK/$how-midtxn.out' && grep -q '^PASS: $how:' '$WORK/$how-midtxn.out'"
+  r=$(smtp "after-$how" "$PROXY_SMTP" erp erp@contoso.test alice@contoso.test "after-$how-midtxn-$run")
+  expect "c. $how: the next client of the same mailbox relays: 250 (not 503 nested MAIL)" '^RESULT 250' "$r"
+  check "c. $how: and its message is delivered" delivered alice@contoso.test "Subject: after-$how-midtxn-$run"
+done
+if wait_metric xoauth2_sessions_active 0 15; then pass "c. sessions_active back to 0"
+else fail "c. sessions_active back to 0 (got '$(metric xoauth2_sessions_active)')"; fi
 
 echo "== d. $FLOOD_N sessions opened at once (max_sessions $FLOOD_N, max_sessions_per_client $FLOOD_N)"
 rss_before=$(awk '/^VmRSS:/ {print $2}' "/proc/$PROXY_PID/status")
