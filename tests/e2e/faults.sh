@@ -146,6 +146,13 @@ for step in "${STEPS[@]}"; do
   check "a. $step: the upstream did close at that step" wait_grep "closing the connection at $step" "$WORK/dropper-$step.log"
   resend "close-$step" "$subj"
 done
+# The same closes with MAIL, RCPT and DATA pipelined in one write (RFC 2920): one reply per
+# command, in order, a 451 for each command the upstream did not answer.
+for spec in mail:451,451,451 rcpt:250,451,451 data:250,250,451; do
+  step=${spec%%:*} codes=${spec#*:}
+  check "a. pipelined MAIL/RCPT/DATA, upstream closes at $step: $codes" \
+    timeout 60 $PY "$SRC/tests/clients/pipeline_check.py" "$PROXY_SMTP" "drop-$step" "$PW" erp@contoso.test alice@contoso.test "$codes"
+done
 grep -E 'connection=drop-(greeting|auth) .*failure' "$WORK/proxy.log" | head -2 | sed 's/^/  log: /'
 check "a. end of data: the session is logged tempfail with the upstream lost before its final reply" \
   grep -qE 'result=tempfail reason="upstream lost before its final reply' "$WORK/proxy.log"
