@@ -241,6 +241,7 @@ sed 's/^/  /' "$WORK/flood.out"
 check "d. every connection greeted 220 or refused 421 4.3.2; all $FLOOD_N fit; the next one 421" \
   bash -c "! grep -q '^FAIL' '$WORK/flood.out' && grep -q '^PASS: flood: every' '$WORK/flood.out'"
 check "d. the daemon is alive" kill -0 "$PROXY_PID"
+check "d. no descriptor ran out (no 'Too many open files' in the log)" bash -c "! grep -qi 'too many open files' '$WORK/proxy.log'"
 if wait_metric xoauth2_sessions_active 0 60; then pass "d. sessions_active back to 0"
 else fail "d. sessions_active back to 0 (got '$(metric xoauth2_sessions_active)')"; fi
 r=$(smtp after-flood "$PROXY_FLOOD" erp erp@contoso.test alice@contoso.test "after-flood-$run")
