@@ -86,6 +86,13 @@ void UpstreamPool::forfeit() {
     hand_over(lock, nullptr);
 }
 
+void UpstreamPool::drop_idle() {
+    std::lock_guard lock(mu_);
+    for (auto& i : idle_) i.up->link().close();
+    total_ -= idle_.size();   // no waiter queues while a session is idle: nobody to hand the room to
+    idle_.clear();
+}
+
 void UpstreamPool::sweep(clock::time_point now) {
     for (auto it = idle_.begin(); it != idle_.end();) {
         if (now - it->since >= limits_.idle || !usable(*it->up, now)) {

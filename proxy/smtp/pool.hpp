@@ -42,6 +42,9 @@ public:
     // RSET state; otherwise it is closed.
     void release(std::unique_ptr<Upstream> up, bool reusable);
     void forfeit();   // room from acquire() not used, or a session that was lost
+    // Closes every idle session: one of them was found closed by the server (restarted, or
+    // cutting idle connections), so the others, opened to the same server, likely are too.
+    void drop_idle();
 
     std::size_t open_sessions() const;   // idle + in use + being opened
     std::size_t idle_sessions() const;

@@ -6,6 +6,8 @@ usage: faults.py CHECK ARGS...   prints PASS/FAIL/INFO/MEASURE lines, exits 1 on
   quit-midtxn PORT LOGIN FROM RCPT    AUTH, MAIL, RCPT (accepted), then QUIT: 221
   errors-midtxn PORT LOGIN FROM RCPT  the same, then ten unknown commands: 421 and closed
   rejected-midtxn PORT LOGIN FROM RCPT  MAIL accepted, RCPT to reject@ refused, DATA 554, QUIT
+  login-only PORT LOGIN               AUTH then QUIT (the upstream session stays in the pool)
+  mail-rcpt PORT LOGIN FROM RCPT      AUTH, MAIL, RCPT: 235, 250, 250 expected; RSET, QUIT
   flood PORT N PID                     N connections opened at once; each must get a 220 greeting or
                                        a clean 421; measures the proxy's RSS (PID) while all are open
   relay PORT SRC [LOGIN SENDER]        open-relay tricks from SRC (a loopback address outside the
@@ -148,6 +150,32 @@ def leave_midtxn(port, login, sender, rcpt, how):
         code, text = c.reply(10.0)
         check("errors: ten unknown commands mid-transaction: 500 each, the tenth followed by 421 and a close",
               codes[:9] == [500] * 9 and codes[9] == 500 and code == 421, " ".join(map(str, codes)) + " " + text)
+    c.close()
+
+
+def login_only(port, login):
+    """AUTH, then QUIT: the upstream session the login opened stays idle in the pool."""
+    c = Smtp(port)
+    got = [c.reply()[0], c.cmd("EHLO pool.test")[0], c.cmd(auth_plain(login, os.environ["XO_PASSWORD"]))[0],
+           c.cmd("QUIT")[0]]
+    check("login-only: 220 250 235 221", got == [220, 250, 235, 221], " ".join(map(str, got)))
+    c.close()
+
+
+def mail_rcpt(port, login, sender, rcpt):
+    """AUTH, MAIL, RCPT (each 250 expected), RSET, QUIT."""
+    c = Smtp(port)
+    c.reply()
+    c.cmd("EHLO pool.test")
+    auth = c.cmd(auth_plain(login, os.environ["XO_PASSWORD"]))
+    mail = c.cmd("MAIL FROM:<%s>" % sender)
+    rcpt_r = c.cmd("RCPT TO:<%s>" % rcpt) if mail[0] == 250 else (0, "-")
+    info("AUTH %s | MAIL %s | RCPT %s" % (auth[1], mail[1], rcpt_r[1]))
+    check("mail-rcpt: AUTH 235", auth[0] == 235, auth[1])
+    check("mail-rcpt: MAIL 250", mail[0] == 250, mail[1])
+    check("mail-rcpt: RCPT 250", rcpt_r[0] == 250, rcpt_r[1])
+    c.cmd("RSET")
+    c.cmd("QUIT")
     c.close()
 
 
@@ -334,7 +362,8 @@ def main():
     check_name, args = sys.argv[1], sys.argv[2:]
     {"vanish": vanish, "flood": flood, "relay": relay, "unmapped": unmapped,
      "quit-midtxn": lambda *a: leave_midtxn(*a, "quit"), "errors-midtxn": lambda *a: leave_midtxn(*a, "errors"),
-     "rejected-midtxn": lambda *a: leave_midtxn(*a, "rejected")}[check_name](*args)
+     "rejected-midtxn": lambda *a: leave_midtxn(*a, "rejected"), "login-only": login_only,
+     "mail-rcpt": mail_rcpt}[check_name](*args)
     return 1 if FAILS else 0
 
 

@@ -23,6 +23,7 @@ PROXY_FLOOD=$((PORT_BASE + 30))     # smtp listener for the 1000 sessions
 DROP_BASE=$((PORT_BASE + 40))       # droppers, one per step: B+40..B+47
 BADCA_PORT=$((PORT_BASE + 48))      # an upstream whose certificate no known CA signed
 IDP_DOWN_PORT=$((PORT_BASE + 49))   # nothing listens here
+RESTART_PORT=$((PORT_BASE + 50))    # a dropper restarted while the proxy holds an idle session to it
 STEPS=(greeting ehlo starttls auth mail rcpt data eod)
 FLOOD_N=1000
 PW='erp-pass word"1'
@@ -58,12 +59,21 @@ $PY "$SRC/tests/world/dropper.py" "$BADCA_PORT" "$WORK/badca/localhost.pem" "$WO
 DROPPER_PIDS+=($!)
 for i in "${!STEPS[@]}"; do wait_port $((DROP_BASE + i)) 10 || { echo "FAIL: dropper ${STEPS[$i]} did not start"; exit 1; }; done
 wait_port "$BADCA_PORT" 10 || { echo "FAIL: the unknown-CA dropper did not start"; exit 1; }
+start_restart_dropper() {
+  $PY "$SRC/tests/world/dropper.py" "$RESTART_PORT" "$WORLD_ROOT/tls/localhost.pem" "$WORLD_ROOT/tls/localhost.key" \
+    >>"$WORK/dropper-restart.log" 2>&1 &
+  RESTART_PID=$!
+  DROPPER_PIDS+=($RESTART_PID)
+  wait_port "$RESTART_PORT" 10 || { echo "FAIL: the restartable dropper did not start"; exit 1; }
+}
+start_restart_dropper
 
 proxy_config
 steps_csv=$(IFS=,; echo "${STEPS[*]}")
-$PY - "$WORK/proxy.yaml" "$steps_csv" "$DROP_BASE" "$BADCA_PORT" "$IDP_DOWN_PORT" "$PROXY_FLOOD" "$PROXY_ADMIN" "$FLOOD_N" <<'PYEOF'
+$PY - "$WORK/proxy.yaml" "$steps_csv" "$DROP_BASE" "$BADCA_PORT" "$IDP_DOWN_PORT" "$PROXY_FLOOD" "$PROXY_ADMIN" "$FLOOD_N" \
+  "$RESTART_PORT" <<'PYEOF'
 import re, sys
-p, steps, drop_base, badca, idp_down, flood, admin, n = sys.argv[1:9]
+p, steps, drop_base, badca, idp_down, flood, admin, n, restart = sys.argv[1:10]
 s = open(p).read()
 block = s[s.index("  ms-secret:"):s.index("  ms-cert:")]
 port = re.search(r"smtp: \{host: localhost, port: (\d+), tls: starttls\}", block).group(1)
@@ -78,6 +88,7 @@ def conn(name, smtp_port=port, auth=authority):
 for i, step in enumerate(steps.split(",")):
     conn("drop-" + step, int(drop_base) + i)
 conn("badca", badca)
+conn("drop-restart", restart)
 conn("idp-down", auth="https://localhost:" + idp_down)
 for mode in ("slow", "garbage200", "truncated", "http500"):
     conn("idp-" + mode)
@@ -144,6 +155,10 @@ for step in "${STEPS[@]}"; do
   r=$(smtp "close-$step" "$PROXY_SMTP" "drop-$step" erp@contoso.test alice@contoso.test "$subj")
   expect "a. upstream closes at $step: $said, never 250" "$want" "$r"
   check "a. $step: the upstream did close at that step" wait_grep "closing the connection at $step" "$WORK/dropper-$step.log"
+  if [ "$step" = mail ]; then   # closed before its reply to MAIL: sent once more on a fresh session first
+    n=$(grep -c "closing the connection at mail" "$WORK/dropper-mail.log" || true)
+    check "a. mail: the MAIL went once more to a fresh session before the 451 (closes: $n)" test "$n" -eq 2
+  fi
   resend "close-$step" "$subj"
 done
 # The same closes with MAIL, RCPT and DATA pipelined in one write (RFC 2920): one reply per
@@ -153,6 +168,22 @@ for spec in mail:451,451,451 rcpt:250,451,451 data:250,250,451; do
   check "a. pipelined MAIL/RCPT/DATA, upstream closes at $step: $codes" \
     timeout 60 $PY "$SRC/tests/clients/pipeline_check.py" "$PROXY_SMTP" "drop-$step" "$PW" erp@contoso.test alice@contoso.test "$codes"
 done
+# The upstream restarts while the proxy keeps an authenticated session to it idle in the pool:
+# the next client's MAIL finds that session closed before any reply. Nothing happened upstream,
+# so the proxy sends the MAIL again on a fresh session: 250, not 451.
+XO_PASSWORD=$PW timeout 60 $FAULTS login-only "$PROXY_SMTP" drop-restart >"$WORK/restart-1.out" 2>&1 || true
+check "a. restart: a login left an idle upstream session in the pool" \
+  bash -c "grep -q '^PASS: login-only' '$WORK/restart-1.out' && grep -q 'AUTH XOAUTH2 user=erp@contoso.test' '$WORK/dropper-restart.log'"
+kill "$RESTART_PID" 2>/dev/null || true
+wait "$RESTART_PID" 2>/dev/null || true
+start_restart_dropper
+XO_PASSWORD=$PW timeout 60 $FAULTS mail-rcpt "$PROXY_SMTP" drop-restart erp@contoso.test alice@contoso.test \
+  >"$WORK/restart-2.out" 2>&1 || true
+sed 's/^/  /' "$WORK/restart-2.out"
+check "a. upstream restarted while the pooled session was idle: the next client's MAIL and RCPT get 250 (a fresh session)" \
+  bash -c "! grep -q '^FAIL' '$WORK/restart-2.out' && grep -q '^PASS: mail-rcpt: RCPT 250' '$WORK/restart-2.out'"
+check "a. restart: log: the MAIL was retried on another session" \
+  grep -qE 'upstream lost before its reply to MAIL.*retrying on another session' "$WORK/proxy.log"
 grep -E 'connection=drop-(greeting|auth) .*failure' "$WORK/proxy.log" | head -2 | sed 's/^/  log: /'
 check "a. end of data: the session is logged tempfail with the upstream lost before its final reply" \
   grep -qE 'result=tempfail reason="upstream lost before its final reply' "$WORK/proxy.log"
