@@ -6,7 +6,10 @@
 #   a. the upstream closing the TCP connection at each SMTP step (tests/world/dropper.py
 #      --close-at): greeting, EHLO, STARTTLS, AUTH -> 454 4.7.0 at AUTH; MAIL, RCPT, DATA,
 #      end of data -> 451 4.4.2 (never 250: at end of data the upstream may have taken the
-#      message, RFC 1047); a trusted sender whose upstream closes at the greeting -> 451 4.7.0
+#      message, RFC 1047); MAIL/RCPT/DATA pipelined: one reply each; a close before the reply
+#      to MAIL is first retried once on a fresh session; an upstream restarted while its session
+#      sat idle in the pool -> the next MAIL 250; a trusted sender whose upstream closes at the
+#      greeting -> 451 4.7.0
 #   b. the identity provider down (port closed), slow (beyond http_timeout), answering a
 #      non-JSON 200, truncated JSON, an HTML 500 -> 454 4.7.0 at AUTH, a log line naming the
 #      connection, /status shows the connection failing
