@@ -89,6 +89,9 @@ public:
     bool closed() const { return state_ == State::closed; }
     bool authenticated() const { return authenticated_; }
     bool has_pending() const { return !pending_.empty(); }
+    // A MAIL went upstream and its transaction has not ended there (DATA's reply, RSET, a
+    // refused MAIL): the upstream session must not serve another client in this state.
+    bool upstream_transaction() const { return upstream_txn_; }
     // DATA ends a pipelined group: its reply must be read before anything else.
     bool must_resolve() const { return !pending_.empty() && pending_.back() == Pending::data; }
     bool tls_active() const { return tls_active_; }

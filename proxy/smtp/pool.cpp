@@ -87,12 +87,17 @@ void UpstreamPool::forfeit() {
 }
 
 void UpstreamPool::retire() {
-    std::lock_guard lock(mu_);
-    retired_ = true;
-    for (auto& i : idle_) {
-        i.up->link().close();
-        --total_;
+    {
+        std::lock_guard lock(mu_);
+        retired_ = true;
     }
+    drop_idle();
+}
+
+void UpstreamPool::drop_idle() {
+    std::lock_guard lock(mu_);
+    for (auto& i : idle_) i.up->link().close();
+    total_ -= idle_.size();   // no waiter queues while a session is idle: nobody to hand the room to
     idle_.clear();
 }
 

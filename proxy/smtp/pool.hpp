@@ -50,6 +50,9 @@ public:
     // A reload changed this pool's connection: idle sessions close now, the
     // ones in use close when they come back.
     void retire();
+    // Closes every idle session: one of them was found closed by the server (restarted, or
+    // cutting idle connections), so the others, opened to the same server, likely are too.
+    void drop_idle();
 
     std::size_t open_sessions() const;   // idle + in use + being opened
     std::size_t idle_sessions() const;

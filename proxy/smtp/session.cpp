@@ -47,9 +47,12 @@ private:
     const config::Upstream& upstream_of(const config::Connection& c) const override { return c.smtp; }
     awaitable<bool> open_upstream(const config::Connection& c, const std::string& mailbox,
                                   net::UpstreamError& err) override;
+    // The upstream goes back to its pool only between transactions: a client that QUITs (or
+    // is closed after too many errors) with MAIL and RCPT accepted leaves the upstream inside
+    // the transaction, and the next client of the mailbox would get "503 nested MAIL".
     awaitable<void> finish() override {
-        give_back(!machine_.has_pending() && machine_.state() != State::mail && machine_.state() != State::rcpt &&
-                  machine_.state() != State::data);
+        give_back(!machine_.has_pending() && !machine_.upstream_transaction() && machine_.state() != State::mail &&
+                  machine_.state() != State::rcpt && machine_.state() != State::data);
         co_return;
     }
 
@@ -182,6 +185,18 @@ awaitable<bool> Session::resolve_pending() {
     while (machine_.has_pending()) {
         Reply r;
         if (upstream_ && !ec) r = co_await upstream_->read_reply(ec);
+        if (upstream_ && ec && !retried_ && !inflight_.empty() && inflight_.front().rfind("MAIL ", 0) == 0) {
+            // Closed before it answered MAIL: an upstream restarted, or one that cut the session
+            // while it sat idle in the pool. Nothing happened there, so the same commands go
+            // once to a fresh session (the pool's other idle sessions to it are closed too).
+            retried_ = true;
+            spdlog::info("smtp session {} upstream lost before its reply to MAIL ({}): retrying on another session",
+                         id_, ec.message());
+            if (pool_) pool_->drop_idle();
+            ec = {};
+            co_await retry_elsewhere();   // failing, it leaves no upstream: every command then gets its 451
+            continue;
+        }
         if (!upstream_ || ec) {   // one reply per command the client sent, whatever happened
             if (reason_.empty() || result_ == server::Result::ok)
                 set_result(result_, "upstream lost: " + (ec ? ec.message() : std::string("closed")));

@@ -39,7 +39,7 @@ GOOGLE_SCOPE = "https://mail.google.com/"
 ROLES = ["SMTP.SendAsApp", "IMAP.AccessAsApp", "POP.AccessAsApp"]
 ROLE_FOR_SERVICE = {"smtp": "SMTP.SendAsApp", "imap": "IMAP.AccessAsApp", "pop3": "POP.AccessAsApp"}
 FAIL_MODES = ("invalid_secret", "expired_secret", "app_not_found", "no_consent", "http500", "http403", "slow",
-              "none", "aadsts", "google")
+              "garbage200", "truncated", "none", "aadsts", "google")
 # "aadsts" (with "code": an AADSTS number of provider_errors.MS_ERROR) and "google" (with "key": one of
 # provider_errors.G_ERROR) answer every token request of the client that way, refresh and device code
 # grants included: Microsoft's / Google's own status, error, and text.
@@ -169,7 +169,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def reply(self, status, body, ctype=None):
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        ctype = ctype or ("application/json" if isinstance(body, dict) else "text/html; charset=utf-8")
+        ctype = ctype or ("application/json" if isinstance(body, dict) or raw[:1] == b"{"
+                          else "text/html; charset=utf-8")
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(raw)))
@@ -345,6 +346,10 @@ class Handler(BaseHTTPRequestHandler):
             return 403, b"<html><body><h1>Access denied</h1>The requested URL is blocked by policy.</body></html>"
         if mode == "http500":
             return 500, b"<html><body>Sorry, but we're having trouble signing you in. (HTTP 500)</body></html>"
+        if mode == "garbage200":     # a 200 that is not JSON (a captive portal, a proxy's page)
+            return 200, b"OK: this is not JSON"
+        if mode == "truncated":      # a 200 JSON body cut short (Content-Length matches the cut body)
+            return 200, b'{"token_type": "Bearer", "expires_in": 3599, "access_tok'
         if provider == "google":
             return {"invalid_secret": g_error(400, "invalid_grant", "signature"),
                     "expired_secret": g_error(400, "invalid_grant", "signature"),

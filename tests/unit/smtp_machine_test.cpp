@@ -228,3 +228,58 @@ TEST(SmtpMachine, EveryVerbInEveryState) {
         }
     }
 }
+
+// The session gives an upstream back to its pool only outside a transaction
+// (issue 12, e2e.faults): a QUIT with MAIL and RCPT accepted leaves it open, as
+// do the 421 after too many errors; RSET and the end of data close it.
+TEST(SmtpMachine, UpstreamTransactionTracksWhatTheUpstreamHolds) {
+    auto open_txn = [](Machine& m) {
+        m.start();
+        m.on_line("EHLO client.test");
+        Actions a = m.on_line("MAIL FROM:<alice@contoso.test>");
+        EXPECT_EQ(a.size(), 1u);
+        EXPECT_FALSE(m.upstream_transaction());   // not forwarded yet
+        m.on_prepared(true, "", false);
+        EXPECT_TRUE(m.upstream_transaction());
+        m.on_upstream(reply_of("250 2.1.0 Ok"));
+        m.on_line("RCPT TO:<bob@contoso.test>");
+        m.on_upstream(reply_of("250 2.1.5 Ok"));
+        EXPECT_TRUE(m.upstream_transaction());
+    };
+    MachineConfig c;
+    c.id = "test";
+    c.hostname = "proxy.test";
+    c.trusted = true;
+    {
+        Machine m(c);
+        open_txn(m);
+        m.on_line("QUIT");
+        EXPECT_TRUE(m.closed());
+        EXPECT_TRUE(m.upstream_transaction()) << "QUIT does not end the upstream's transaction";
+    }
+    {
+        Machine m(c);
+        open_txn(m);
+        for (int i = 0; i < 10 && !m.closed(); ++i) m.on_line("BOGUS");
+        EXPECT_TRUE(m.closed());
+        EXPECT_TRUE(m.upstream_transaction());
+    }
+    {
+        Machine m(c);
+        open_txn(m);
+        m.on_line("RSET");
+        EXPECT_FALSE(m.upstream_transaction());
+        m.on_upstream(reply_of("250 2.0.0 Ok"));
+        EXPECT_FALSE(m.has_pending());
+    }
+    {
+        Machine m(c);
+        open_txn(m);
+        m.on_line("DATA");
+        m.on_upstream(reply_of("354 go ahead"));
+        DataEnd end;
+        end.reply = reply_of("250 2.0.0 Ok: queued");
+        m.on_data_end(end);
+        EXPECT_FALSE(m.upstream_transaction());
+    }
+}
