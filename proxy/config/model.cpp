@@ -36,6 +36,18 @@ const char* to_string(Flow f) {
     return "?";
 }
 
+const char* to_string(SendVia v) {
+    switch (v) {
+        case SendVia::smtp: return "smtp";
+        case SendVia::graph: return "graph";
+        case SendVia::gmail_api: return "gmail_api";
+        case SendVia::auto_: return "auto";
+    }
+    return "?";
+}
+
+std::string Connection::api_token_source() const { return api_scope == scope ? name : name + "#api"; }
+
 namespace {
 bool parse_ip(const std::string& s, bool& v6, unsigned char* out) {
     if (inet_pton(AF_INET, s.c_str(), out) == 1) {
