@@ -112,6 +112,9 @@ check "graph 401: one fresh token fetched" test "$(idp_requests "$MS_SECRET_CLIE
 failure_case 401-always '{"api_fail": "401"}' '^RESULT 451 4\.7\.0 .*refused twice' 0
 failure_case 403 '{"api_fail": "403"}' '^RESULT 451 4\.7\.1 .*ErrorAccessDenied.*Mail\.Send.*Grant admin consent' 0
 failure_case 403send '{"api_fail": "403send"}' '^RESULT 550 5\.7\.60 .*Add-RecipientPermission' 0
+# Sent, then no answer: never retried, never a 4xx (the client would send it again).
+failure_case drop-after-send '{"api_fail": "drop", "count": 1}' '^RESULT 554 5\.4\.7 Delivery status unknown.*not retried.*Sent Items of erp@contoso.test' 1
+check "proxy log: outcome unknown, not retried" grep -q "no answer after the message was sent .*outcome unknown, not retried" "$WORK/proxy.log"
 check "proxy log: Retry-After honoured" grep -q "HTTP 503 ServiceUnavailable: Service unavailable., retrying in 1 s" "$WORK/proxy.log"
 
 # ---- over Graph's limit: refused up front (MAIL SIZE=) and at the end of data, never 250

@@ -43,7 +43,7 @@ from provider_errors import g_error, ms_error, utc  # noqa: E402
 MS_SCOPE = "https://outlook.office365.com/.default"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 GMAIL_SEND_SCOPES = ("https://mail.google.com/", "https://www.googleapis.com/auth/gmail.send")
-API_FAIL_MODES = ("401", "403", "403send", "413", "429", "503", "gmail_disabled", "none")
+API_FAIL_MODES = ("401", "403", "403send", "413", "429", "503", "gmail_disabled", "drop", "none")
 GOOGLE_SCOPE = "https://mail.google.com/"
 ROLES = ["SMTP.SendAsApp", "IMAP.AccessAsApp", "POP.AccessAsApp"]
 ROLE_FOR_SERVICE = {"smtp": "SMTP.SendAsApp", "imap": "IMAP.AccessAsApp", "pop3": "POP.AccessAsApp"}
@@ -573,6 +573,8 @@ class Handler(BaseHTTPRequestHandler):
                     return None
                 f["count"] -= 1
             mode, retry_after = f["mode"], f.get("retry_after")
+        if mode == "drop":   # the message is sent, then the connection drops before any answer
+            return "drop"
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         if api == "graph":
             err = {"401": (401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid."),
@@ -649,7 +651,8 @@ class Handler(BaseHTTPRequestHandler):
             self.outcome = "%s refused: %s" % (api, json.dumps(refused[1]["error"].get("code")))
             return self.api_reply(refused[0], refused[1])
         inj = self.api_fail_injected(api)
-        if inj:
+        drop = inj == "drop"
+        if inj and not drop:
             self.outcome = "%s injected %d" % (api, inj[0])
             return self.api_reply(inj[0], inj[2], inj[1])
         if api == "graph":
@@ -682,6 +685,10 @@ class Handler(BaseHTTPRequestHandler):
         with st.lock:
             st.api_sent.append(msgid)
         self.outcome = "%s sent for %s to %d recipient(s), %d bytes" % (api, mailbox, len(rcpts), len(body))
+        if drop:
+            self.outcome += ", then dropped the connection without an answer (injected)"
+            self.close_connection = True
+            return
         if api == "graph":
             return self.api_reply(202, None)
         return self.api_reply(200, {"id": uuid.uuid4().hex[:16], "threadId": uuid.uuid4().hex[:16], "labelIds": ["SENT"]})
