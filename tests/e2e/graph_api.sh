@@ -117,6 +117,56 @@ failure_case drop-after-send '{"api_fail": "drop", "count": 1}' '^RESULT 554 5\.
 check "proxy log: outcome unknown, not retried" grep -q "no answer after the message was sent .*outcome unknown, not retried" "$WORK/proxy.log"
 check "proxy log: Retry-After honoured" grep -q "HTTP 503 ServiceUnavailable: Service unavailable., retrying in 1 s" "$WORK/proxy.log"
 
+# ---- Graph's 4 concurrent requests per mailbox: 8 clients at once, at most 4 requests in flight
+idp_control '{"api_delay": 1}'
+senders=()
+for i in $(seq 1 8); do
+  msg=$(new_message "conc-$i-$RANDOM" erp@contoso.test "conc@contoso.test" "conccc@contoso.test")
+  send graph erp@contoso.test conc@contoso.test "$msg" > "$WORK/conc-$i.out" &
+  senders+=($!)
+done
+wait "${senders[@]}"   # (not a bare wait: the dropper runs in the background too)
+idp_control '{"api_delay": 0}'
+check "graph: 8 clients at once all get 250" test "$(cat "$WORK"/conc-*.out | grep -o 'RESULT 250' | wc -l)" = 8
+check "graph: at most 4 requests at once for the mailbox" test \
+  "$(api_stats | $PY -c 'import json,sys; print(json.load(sys.stdin)["api_max_inflight"].get("erp@contoso.test"))')" = 4
+
+# ---- the client vanishes in the middle of a large message: nothing sent, the spool gone
+before=$(api_stats | $PY -c 'import json,sys; print(json.load(sys.stdin)["api_requests"])')
+$PY - "$PROXY_SMTP" "$PW" "$PROXY_PID" > "$WORK/vanish.out" 2>&1 <<'PY' || true
+import base64, os, socket, sys, time
+port, pw, pid = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+s = socket.create_connection(("127.0.0.1", port), timeout=30)
+f = s.makefile("rb")
+def cmd(line):
+    s.sendall(line + b"\r\n")
+    while True:
+        r = f.readline()
+        if r[3:4] != b"-":
+            return r
+f.readline()
+cmd(b"EHLO c.test")
+cmd(b"AUTH PLAIN " + base64.b64encode(b"\0graph\0" + pw.encode()))
+cmd(b"MAIL FROM:<erp@contoso.test>"); cmd(b"RCPT TO:<vanish@contoso.test>"); print(cmd(b"DATA").decode().strip())
+s.sendall(b"Subject: vanish\r\n\r\n" + (b"v" * 76 + b"\r\n") * 20000)   # 1.5 MB: past the memory threshold
+time.sleep(1)
+spool = [os.readlink("/proc/%s/fd/%s" % (pid, fd)) for fd in os.listdir("/proc/%s/fd" % pid)]
+print("during:", sum("xoauth2-proxy-spool" in l for l in spool))
+f.close()
+s.shutdown(socket.SHUT_RDWR)
+s.close()
+for _ in range(100):   # at most 10 s for the proxy to notice
+    time.sleep(0.1)
+    spool = [os.readlink("/proc/%s/fd/%s" % (pid, fd)) for fd in os.listdir("/proc/%s/fd" % pid)]
+    if not any("xoauth2-proxy-spool" in l for l in spool):
+        break
+print("after:", sum("xoauth2-proxy-spool" in l for l in spool))
+PY
+check "vanishing client: the message was being spooled to an (unlinked) file" grep -q "^during: 1" "$WORK/vanish.out"
+check "vanishing client: the spool file is gone with the session" grep -q "^after: 0" "$WORK/vanish.out"
+check "vanishing client: no API request" test "$(api_stats | $PY -c 'import json,sys; print(json.load(sys.stdin)["api_requests"])')" = "$before"
+check "vanishing client: logged as aborted" wait_grep "client lost during DATA" "$WORK/proxy.log"
+
 # ---- over Graph's limit: refused up front (MAIL SIZE=) and at the end of data, never 250
 $PY - "$PROXY_SMTP" "$PW" > "$WORK/size.out" 2>&1 <<'PY' || true
 import smtplib, sys

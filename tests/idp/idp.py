@@ -91,6 +91,9 @@ class State:
             self.api_fail = None        # {"mode": m, "count": n|None, "retry_after": s}
             self.api_requests = 0
             self.api_sent = []          # Message-IDs handed on, in order (duplicates show)
+            self.api_delay = 0.0        # seconds each API request waits before it answers
+            self.api_inflight = {}      # mailbox -> requests being handled now
+            self.api_max_inflight = {}  # mailbox -> the most at once
             if not hasattr(self, "interactive"):
                 self.interactive = Interactive(self)
             self.interactive.hooks = {}
@@ -224,6 +227,7 @@ class Handler(BaseHTTPRequestHandler):
             with st.lock:
                 return self.reply(200, {"token_requests": dict(st.requests), "total": sum(st.requests.values()),
                                         "api_requests": st.api_requests, "api_sent": list(st.api_sent),
+                                        "api_max_inflight": dict(st.api_max_inflight),
                                         "refresh_grants": st.interactive.refresh_grants,
                                         "refresh_reused": st.interactive.refresh_reused})
         self.reply(404, {"error": "not_found"})
@@ -278,6 +282,8 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     st.failures[client] = {"fail": req["fail"], "count": req.get("count"),
                                            "delay": float(req.get("delay", 0))}
+            if "api_delay" in req:
+                st.api_delay = float(req["api_delay"])
             if "api_fail" in req:
                 if req["api_fail"] not in API_FAIL_MODES:
                     return self.reply(400, {"ok": False, "error": "unknown api_fail; one of " + ", ".join(API_FAIL_MODES)})
@@ -640,6 +646,21 @@ class Handler(BaseHTTPRequestHandler):
         return None
 
     def api_send(self, api, mailbox):
+        st = self.state
+        key = mailbox.lower()
+        with st.lock:
+            st.api_inflight[key] = st.api_inflight.get(key, 0) + 1
+            st.api_max_inflight[key] = max(st.api_max_inflight.get(key, 0), st.api_inflight[key])
+            delay = st.api_delay
+        try:
+            if delay:
+                time.sleep(delay)
+            return self.api_send_now(api, mailbox)
+        finally:
+            with st.lock:
+                st.api_inflight[key] -= 1
+
+    def api_send_now(self, api, mailbox):
         st = self.state
         n = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(n)
