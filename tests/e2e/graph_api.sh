@@ -190,5 +190,12 @@ for i in 1 2; do
   check "auto #$i: delivered through Graph ($out)" grep -q "^RESULT 250 .*Microsoft Graph" <<<"$out"
   maildir_find auto-to@contoso.test "Subject: $(basename "$msg" .eml)" >/dev/null || fail "auto #$i: not delivered"
 done
-check "auto: the switch is logged once with its reason" test "$(grep -c 'connection ms-auto: the upstream refused SMTP AUTH .*5.7.139.*Microsoft Graph sendMail from now on' "$WORK/proxy.log")" = 1
+switches() { grep -c 'connection ms-auto: the upstream refused SMTP AUTH .*5.7.139.*Microsoft Graph sendMail from now on' "$WORK/proxy.log"; }
+check "auto: the switch is logged once with its reason" test "$(switches)" = 1
+# Until the next reload: then SMTP is tried again (and refused again here).
+kill -HUP "$PROXY_PID"
+check "auto: reloaded" wait_grep "configuration reloaded from" "$WORK/proxy.log"
+msg=$(new_message "auto-3-$RANDOM" alice@contoso.test "auto-to@contoso.test" "auto-cc@contoso.test")
+out=$(send auto alice@contoso.test auto-to@contoso.test "$msg")
+check "auto after reload: SMTP tried again, then Graph ($out)" bash -c "grep -q '^RESULT 250 .*Microsoft Graph' <<<'$out' && test \"\$(grep -c 'connection ms-auto: the upstream refused SMTP AUTH' '$WORK/proxy.log')\" = 2"
 finish
