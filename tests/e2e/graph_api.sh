@@ -115,6 +115,20 @@ failure_case 403send '{"api_fail": "403send"}' '^RESULT 550 5\.7\.60 .*Add-Recip
 # Sent, then no answer: never retried, never a 4xx (the client would send it again).
 failure_case drop-after-send '{"api_fail": "drop", "count": 1}' '^RESULT 554 5\.4\.7 Delivery status unknown.*not retried.*Sent Items of erp@contoso.test' 1
 check "proxy log: outcome unknown, not retried" grep -q "no answer after the message was sent .*outcome unknown, not retried" "$WORK/proxy.log"
+failure_case 413 '{"api_fail": "413"}' '^RESULT 552 5\.3\.4 .*Microsoft Graph sendMail \(3145728 bytes' 0
+# The Gmail API's own failures.
+gmail_case() {  # gmail_case NAME CONTROL_JSON EXPECT_REGEX EXPECTED_SENT_COUNT
+  idp_control "$2"
+  local msg out
+  msg=$(new_message "gfail-$1-$RANDOM" alice@fabrikam.test "g-$1@fabrikam.test" "gcc-$1@fabrikam.test")
+  out=$(send gapi alice@fabrikam.test "g-$1@fabrikam.test" "$msg")
+  check "gmail $1: reply ($out)" grep -Eq "$3" <<<"$out"
+  check "gmail $1: handed on $4 time(s)" test "$(sent_count "$msg")" = "$4"
+  idp_control '{"api_fail": "none"}'
+}
+gmail_case api-disabled '{"api_fail": "gmail_disabled"}' '^RESULT 451 4\.7\.1 .*accessNotConfigured.*Gmail API > Enable' 0
+gmail_case scopes '{"api_fail": "403"}' '^RESULT 451 4\.7\.1 .*insufficientPermissions.*Domain-wide delegation' 0
+gmail_case 429-then-ok '{"api_fail": "429", "count": 1, "retry_after": 1}' '^RESULT 250 .*Gmail API' 1
 check "proxy log: Retry-After honoured" grep -q "HTTP 503 ServiceUnavailable: Service unavailable., retrying in 1 s" "$WORK/proxy.log"
 
 # ---- Graph's 4 concurrent requests per mailbox: 8 clients at once, at most 4 requests in flight
