@@ -29,6 +29,22 @@ Spool::~Spool() {
     if (fd_ >= 0) ::close(fd_);
 }
 
+namespace {
+// The whole of `data` to `fd`; false (with `error`) when the disk refuses.
+bool write_all(int fd, std::string_view data, std::string& error) {
+    while (!data.empty()) {
+        ssize_t n = ::write(fd, data.data(), data.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            error = std::string("spool write: ") + (n < 0 ? std::strerror(errno) : "no progress");
+            return false;
+        }
+        data.remove_prefix(std::size_t(n));
+    }
+    return true;
+}
+}  // namespace
+
 bool Spool::append(std::string_view data) {
     if (data.empty()) return true;
     if (head_.size() < kHeadKeep) head_.append(data.substr(0, kHeadKeep - head_.size()));
@@ -46,32 +62,11 @@ bool Spool::append(std::string_view data) {
             return false;
         }
         ::unlink(path.c_str());
-        std::string pending = std::move(memory_);
-        memory_.clear();
-        memory_.shrink_to_fit();
-        pending.append(data);
-        data = pending;
-        while (!data.empty()) {
-            ssize_t n = ::write(fd_, data.data(), data.size());
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) {
-                error_ = std::string("spool write: ") + std::strerror(errno);
-                return false;
-            }
-            data.remove_prefix(std::size_t(n));
-        }
-        return true;
+        std::string held = std::move(memory_);
+        memory_ = std::string();   // its memory given back
+        if (!write_all(fd_, held, error_)) return false;
     }
-    while (!data.empty()) {
-        ssize_t n = ::write(fd_, data.data(), data.size());
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            error_ = std::string("spool write: ") + std::strerror(errno);
-            return false;
-        }
-        data.remove_prefix(std::size_t(n));
-    }
-    return true;
+    return write_all(fd_, data, error_);
 }
 
 bool Spool::read(std::string& out, std::size_t max) {
