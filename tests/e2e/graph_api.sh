@@ -29,6 +29,7 @@ auto = ms.replace("ms-secret:", "ms-auto:").replace("    ca_file:", "    send_vi
 auto = auto.replace("port: $SMTP_STARTTLS_PORT, tls: starttls", "port: $AUTO_DROP, tls: starttls")
 s = s.replace("  ms-cert:", extra + auto + "  ms-cert:")
 h = re.search(r'login: erp, password_hash: "([^"]+)"', s).group(1)
+s = s.replace("tokens: {backoff: 100ms}", 'admin: {bind: "127.0.0.1:$PROXY_ADMIN"}\ntokens: {backoff: 100ms}')
 s = s.replace("senders:", '  - {login: graph, password_hash: "%s", connection: ms-graph, mailbox: erp@contoso.test}\n'
               '  - {login: gapi, password_hash: "%s", connection: google-api, mailbox: alice@fabrikam.test}\n'
               '  - {login: auto, password_hash: "%s", connection: ms-auto, mailbox: alice@contoso.test}\nsenders:' % (h, h, h))
@@ -206,6 +207,18 @@ for i in 1 2; do
 done
 switches() { grep -c 'connection ms-auto: the upstream refused SMTP AUTH .*5.7.139.*Microsoft Graph sendMail from now on' "$WORK/proxy.log"; }
 check "auto: the switch is logged once with its reason" test "$(switches)" = 1
+# /status: the path each connection uses, the auto switch, the Graph token among the connection's.
+curl -sS -m 5 "http://127.0.0.1:$PROXY_ADMIN/status" > "$WORK/status.json"
+check "/status: send_via, the auto switch and the Graph token" $PY - "$WORK/status.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))["connections"]
+assert c["ms-graph"]["send_via"] == "graph", c["ms-graph"]
+assert c["ms-graph"]["state"] == "active", c["ms-graph"]
+assert any(t.get("for") == "api" and t["state"] == "active" for t in c["ms-graph"]["tokens"]), c["ms-graph"]["tokens"]
+assert c["google-api"]["send_via"] == "gmail_api"
+assert c["ms-auto"]["switched_to_graph"] is True, c["ms-auto"]
+assert c["ms-secret"]["send_via"] == "smtp" and "switched_to_graph" not in c["ms-secret"]
+PY
 # Until the next reload: then SMTP is tried again (and refused again here).
 kill -HUP "$PROXY_PID"
 check "auto: reloaded" wait_grep "configuration reloaded from" "$WORK/proxy.log"
