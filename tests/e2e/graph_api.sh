@@ -38,6 +38,8 @@ PYEOF
 PW='erp-pass word"1'
 check "--check explains what Graph and the Gmail API need" bash -c \
   "'$PROXY_BIN' --config '$WORK/proxy.yaml' --check > '$WORK/check.out' 2>&1 && grep -q 'ms-graph: send_via graph .*Mail.Send.*admin consent.*application access policy' '$WORK/check.out' && grep -q 'google-api: send_via gmail_api .*Gmail API enabled' '$WORK/check.out'"
+check "test ms-graph: the Graph token, nothing sent" bash -c \
+  "'$PROXY_BIN' --config '$WORK/proxy.yaml' test ms-graph > '$WORK/test-graph.out' 2>&1 && grep -q 'api token .*ok .*scope https://graph.microsoft.com/.default for $IDP_URL/v1.0/users/erp@contoso.test/sendMail' '$WORK/test-graph.out' && grep -q '^verdict: OK' '$WORK/test-graph.out'"
 proxy_start
 
 api_stats() { curl -sS -m 5 "$IDP_CONTROL/_stats"; }
