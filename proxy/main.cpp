@@ -76,6 +76,29 @@ int main(int argc, char** argv) {
         std::cout << config_path << ": OK (" << loaded.config.listeners.size() << " listener(s), "
                   << loaded.config.connections.size() << " connection(s), " << loaded.config.users.size()
                   << " user(s))\n";
+        // What each API path needs at the provider: not visible from here, so said once.
+        for (const auto& [name, conn] : loaded.config.connections) {
+            using xo::config::SendVia;
+            if (conn.send_via == SendVia::graph || conn.send_via == SendVia::auto_)
+                std::cout << "connection " << name << ": send_via " << xo::config::to_string(conn.send_via)
+                          << " posts to " << conn.graph_url << "/v1.0/users/MAILBOX/sendMail with scope "
+                          << conn.api_scope
+                          << ". Needs: Azure portal > App registrations > the app > API permissions > Microsoft Graph > "
+                             "Application permissions > Mail.Send (delegated flows: Delegated Mail.Send), then "
+                             "'Grant admin consent'; restrict the app to the mailboxes it may send as with an "
+                             "application access policy (New-ApplicationAccessPolicy -AccessRight RestrictAccess "
+                             "-AppId APP -PolicyScopeGroupId GROUP). Messages are limited to 3 MiB (4 MB of base64)"
+                          << (conn.send_via == SendVia::auto_ ? "; SMTP is tried first and a 535 5.7.139 switches "
+                                                                "the connection to Graph until the next reload"
+                                                              : "")
+                          << ".\n";
+            else if (conn.send_via == SendVia::gmail_api)
+                std::cout << "connection " << name << ": send_via gmail_api posts to " << conn.gmail_api_url
+                          << "/upload/gmail/v1/users/MAILBOX/messages/send with scope " << conn.api_scope
+                          << ". Needs: the Gmail API enabled in the key's Google Cloud project (APIs & Services > "
+                             "Library > Gmail API > Enable) and domain-wide delegation of that scope for the service "
+                             "account's client ID (Admin console > Security > API controls). Messages up to 35 MB.\n";
+        }
         return 0;
     }
     if (!rest.empty() && rest[0] == "token") return xo::cli::token_command(loaded.config, rest);

@@ -215,12 +215,44 @@ awaitable<bool> test_pop3(const config::Connection* conn, ProbeOptions o, std::s
 
 }  // namespace
 
+namespace {
+
+// send_via graph / gmail_api: the API's own token. Neither API has a dry run,
+// so nothing more can be checked without sending a message.
+awaitable<bool> test_api(const config::Connection* conn, const ProbeOptions& o,
+                         std::shared_ptr<oauth::TokenCache> cache, ProbeReport* rep) {
+    if (!conn->uses_api()) {
+        rep->failed("api", "connection " + conn->name + " has send_via smtp", nullptr,
+                    "set send_via: graph, gmail_api or auto on connection " + conn->name);
+        co_return false;
+    }
+    std::string source = conn->api_token_source();
+    oauth::TokenResult tr = co_await cache->get(source, o.mailbox);
+    if (!tr.ok()) {
+        const auto& e = tr.error;
+        rep->failed("api token", e.summary() + " (scope " + conn->api_scope + ")",
+                    diagnose::match_token_error(e.code, e.error, e.description));
+        co_return false;
+    }
+    const bool graph = conn->send_via != config::SendVia::gmail_api;
+    rep->ok("api token", "scope " + conn->api_scope + " for " +
+                             (graph ? conn->graph_url + "/v1.0/users/" + o.mailbox + "/sendMail"
+                                    : conn->gmail_api_url + "/upload/gmail/v1/users/" + o.mailbox + "/messages/send") +
+                             " (nothing sent: the API has no dry run; a missing " +
+                             (graph ? "Mail.Send permission or mailbox grant" : "Gmail API enablement") +
+                             " shows at the first message, with its fix)");
+    co_return true;
+}
+
+}  // namespace
+
 awaitable<void> run_probe(config::Connection conn_copy, ProbeOptions o, std::shared_ptr<oauth::TokenCache> cache,
                           std::shared_ptr<ssl::context> tls, std::shared_ptr<ProbeReport> report) {
     const config::Connection* conn = &conn_copy;
     ProbeReport* rep = report.get();
     rep->started = rep->last = std::chrono::steady_clock::now();
     for (const auto& p : o.protocols) {
+        if (p == "api") continue;
         const config::Upstream& where = p == "smtp" ? conn->smtp : p == "imap" ? conn->imap : conn->pop3;
         if (!where.set())
             rep->failed(p, "connection " + conn->name + " has no " + p + " server", nullptr,
@@ -238,7 +270,8 @@ awaitable<void> run_probe(config::Connection conn_copy, ProbeOptions o, std::sha
     rep->ok("token", "obtained from " + conn->token_url + ", expires in " + std::to_string(left.count()) + " s");
     for (const auto& p : o.protocols) {
         bool ok = false;
-        if (p == "smtp") ok = co_await test_smtp(conn, o, cache, tls, rep);
+        if (p == "api") ok = co_await test_api(conn, o, cache, rep);
+        else if (p == "smtp") ok = co_await test_smtp(conn, o, cache, tls, rep);
         else if (p == "imap") ok = co_await test_imap(conn, o, cache, tls, rep);
         else ok = co_await test_pop3(conn, o, cache, tls, rep);
         if (ok) rep->worked.push_back(p);

@@ -30,7 +30,7 @@ struct ProbeStep {
 
 struct ProbeOptions {
     std::string mailbox, from, to, hostname;
-    std::vector<std::string> protocols;   // "smtp", "imap", "pop3"
+    std::vector<std::string> protocols;   // "smtp", "imap", "pop3", "api" (send_via's API token)
 };
 
 struct ProbeReport {

@@ -1,7 +1,8 @@
-// xoauth2-proxy test CONNECTION [--mailbox M] [--from A] [--to A] [--smtp] [--imap] [--pop3]:
+// xoauth2-proxy test CONNECTION [--mailbox M] [--from A] [--to A] [--smtp] [--imap] [--pop3] [--api]:
 // gets a token, connects, checks TLS, authenticates with the upstream client
 // the sessions use, then SMTP MAIL FROM / RCPT TO / RSET (nothing is sent),
-// IMAP SELECT INBOX + LOGOUT, POP3 STAT + QUIT. One line per step with its
+// IMAP SELECT INBOX + LOGOUT, POP3 STAT + QUIT; --api (the default for send_via
+// graph / gmail_api): the API's token. One line per step with its
 // time; a failure is explained from the diagnosis table (cause and fix); the
 // last line is the verdict. Exit 0 when it works, 1 when not, 2 for usage.
 // Never prints a token or a secret.
@@ -43,7 +44,7 @@ int test_command(const config::Config& cfg, const std::vector<std::string>& args
         if (a == "--mailbox" && i + 1 < args.size()) o.mailbox = args[++i];
         else if (a == "--from" && i + 1 < args.size()) o.from = args[++i];
         else if (a == "--to" && i + 1 < args.size()) o.to = args[++i];
-        else if (a == "--smtp" || a == "--imap" || a == "--pop3") o.protocols.push_back(a.substr(2));
+        else if (a == "--smtp" || a == "--imap" || a == "--pop3" || a == "--api") o.protocols.push_back(a.substr(2));
         else if (opt.connection.empty() && a.rfind("--", 0) != 0) opt.connection = a;
         else {
             std::cerr << "test: unexpected argument '" << a << "'\n";
@@ -51,7 +52,7 @@ int test_command(const config::Config& cfg, const std::vector<std::string>& args
         }
     }
     if (opt.connection.empty()) {
-        std::cerr << "usage: xoauth2-proxy test CONNECTION [--mailbox ADDRESS] [--from A] [--to A] [--smtp] [--imap] [--pop3]\n";
+        std::cerr << "usage: xoauth2-proxy test CONNECTION [--mailbox ADDRESS] [--from A] [--to A] [--smtp] [--imap] [--pop3] [--api]\n";
         return 2;
     }
     const config::Connection* conn = cfg.find_connection(opt.connection);
@@ -68,7 +69,10 @@ int test_command(const config::Config& cfg, const std::vector<std::string>& args
     if (spdlog::get_level() == spdlog::level::info) spdlog::set_level(spdlog::level::err);
     if (o.from.empty()) o.from = o.mailbox;
     if (o.to.empty()) o.to = o.mailbox;
-    if (o.protocols.empty()) o.protocols.push_back("smtp");
+    if (o.protocols.empty())
+        o.protocols.push_back(conn->send_via == config::SendVia::graph || conn->send_via == config::SendVia::gmail_api
+                                  ? "api"
+                                  : "smtp");
     char host[256] = {};
     o.hostname = gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "localhost";
 

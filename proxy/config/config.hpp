@@ -20,6 +20,10 @@ enum class Flow { client_secret, certificate, service_account, authorization_cod
 enum class Assertion { rs256_x5t, ps256_x5t_s256 };
 enum class UpstreamTls { starttls, implicit };
 enum class SaslMechanism { xoauth2, oauthbearer };
+// How a connection's SMTP messages leave: SMTP AUTH, Microsoft Graph sendMail,
+// the Gmail API, or (Microsoft) SMTP until it answers 535 5.7.139, then Graph.
+enum class SendVia { smtp, graph, gmail_api, auto_ };
+const char* to_string(SendVia);
 
 const char* to_string(Protocol);
 const char* to_string(Provider);
@@ -106,7 +110,14 @@ struct Connection {
     std::chrono::milliseconds upstream_wait{60000}, upstream_idle{30000};
     std::size_t upstream_max_messages = 100;
     long long secret_expires = 0;                 // unix time (00:00 UTC) the client secret expires; 0: not given
+    SendVia send_via = SendVia::smtp;
+    std::string graph_url, gmail_api_url;         // API bases (no trailing /)
+    std::string api_scope;                        // the token scope for the API (derived per provider and flow)
     int line = 0;
+    // The token cache's source name for the API token: the connection itself
+    // when its scope covers the API (Google's mail.google.com), else NAME#api.
+    std::string api_token_source() const;
+    bool uses_api() const { return send_via != SendVia::smtp; }
     // true when the flow issues one token per mailbox (service account, interactive flows)
     bool token_per_mailbox() const;
     // Digests (SHA-256, hex) of what a token of this connection depends on

@@ -27,6 +27,8 @@ const char* kMsDelegatedScope =
     "offline_access https://outlook.office.com/SMTP.Send https://outlook.office.com/IMAP.AccessAsUser.All "
     "https://outlook.office.com/POP.AccessAsUser.All";
 const char* kGoogleScope = "https://mail.google.com/";
+const char* kGraphScope = "https://graph.microsoft.com/.default";
+const char* kGraphDelegatedScope = "offline_access https://graph.microsoft.com/Mail.Send";
 const char* kGoogleTokenUrl = "https://oauth2.googleapis.com/token";
 const char* kGoogleAuthorizeUrl = "https://accounts.google.com/o/oauth2/v2/auth";
 
@@ -209,6 +211,43 @@ void endpoints(Loader& L, const YAML::Node& c, const std::string& path, Connecti
     if (auto u = upstream(L, c, "pop3", path)) conn.pop3 = *u;
 }
 
+std::string api_base(Loader& L, const YAML::Node& c, const char* key, const std::string& path) {
+    std::string v = L.str(c, K[key], path).value_or("");
+    while (!v.empty() && v.back() == '/') v.pop_back();
+    if (v.rfind("https://", 0) != 0 || v.size() <= 8)
+        L.error(c[key] ? c[key] : c, path + "." + key, "'" + v + "' must be an https:// URL");
+    return v;
+}
+
+// send_via: which provider offers which API, and the token scope the API needs.
+void send_via(Loader& L, const YAML::Node& c, const std::string& path, Connection& conn) {
+    if (auto v = L.choice(c, K["send_via"], path)) conn.send_via = static_cast<SendVia>(*v);
+    conn.graph_url = api_base(L, c, "graph_url", path);
+    conn.gmail_api_url = api_base(L, c, "gmail_api_url", path);
+    bool graph = conn.send_via == SendVia::graph || conn.send_via == SendVia::auto_;
+    if (graph && conn.provider != Provider::microsoft)
+        L.error(c["send_via"], path + ".send_via",
+                std::string(to_string(conn.send_via)) + " needs provider microsoft (Microsoft Graph sendMail); "
+                "for Google use send_via: gmail_api");
+    if (conn.send_via == SendVia::gmail_api && conn.provider != Provider::google)
+        L.error(c["send_via"], path + ".send_via",
+                "gmail_api needs provider google" +
+                    std::string(conn.provider == Provider::microsoft ? "; for Microsoft use send_via: graph" : ""));
+    if (c["graph_url"] && !graph) L.error(c["graph_url"], path + ".graph_url", "is used by send_via graph or auto only");
+    if (c["gmail_api_url"] && conn.send_via != SendVia::gmail_api)
+        L.error(c["gmail_api_url"], path + ".gmail_api_url", "is used by send_via gmail_api only");
+    bool delegated = conn.flow == Flow::authorization_code || conn.flow == Flow::device_code;
+    if (graph) conn.api_scope = delegated ? kGraphDelegatedScope : kGraphScope;
+    // A delegated sign-in grants the scopes asked for: ask for Graph's.
+    if (graph && delegated && !c["scope"]) conn.scope = conn.api_scope;
+    // https://mail.google.com/ covers users.messages.send: one token for SMTP, IMAP and the API.
+    else if (conn.send_via == SendVia::gmail_api) conn.api_scope = conn.scope;
+    if (conn.send_via == SendVia::auto_ && delegated)
+        L.error(c["send_via"], path + ".send_via",
+                "auto is for app-only flows (client_secret, certificate); with flow " + std::string(to_string(conn.flow)) +
+                    " choose smtp or graph (the sign-in grants the scopes of one of them)");
+}
+
 void connection(Loader& L, const std::string& name, const YAML::Node& key_node, const YAML::Node& c, Config& cfg) {
     std::string path = "connections." + name;
     if (!c.IsMap()) {
@@ -292,6 +331,7 @@ void connection(Loader& L, const std::string& name, const YAML::Node& key_node, 
             L.error(c["secret_expires"], path + ".secret_expires",
                     "'" + *v + "' is not a date YYYY-MM-DD (the secret's Expires column in Certificates & secrets)");
     }
+    send_via(L, c, path, conn);
     cfg.connections[name] = std::move(conn);
 }
 

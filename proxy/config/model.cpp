@@ -39,6 +39,18 @@ const char* to_string(Flow f) {
     return "?";
 }
 
+const char* to_string(SendVia v) {
+    switch (v) {
+        case SendVia::smtp: return "smtp";
+        case SendVia::graph: return "graph";
+        case SendVia::gmail_api: return "gmail_api";
+        case SendVia::auto_: return "auto";
+    }
+    return "?";
+}
+
+std::string Connection::api_token_source() const { return api_scope == scope ? name : name + "#api"; }
+
 namespace {
 bool parse_ip(const std::string& s, bool& v6, unsigned char* out) {
     if (inet_pton(AF_INET, s.c_str(), out) == 1) {
@@ -121,11 +133,12 @@ std::string Connection::token_identity() const {
     return digest({name, to_string(provider), to_string(flow), tenant, client_id, client_secret.value,
                    certificate_file, private_key_file, std::to_string(int(assertion)), key_file,
                    service_account.client_email, service_account.private_key_id, service_account.private_key_pem,
-                   service_account.token_uri, authority, token_url, authorize_url, device_code_url, scope, ca_file});
+                   service_account.token_uri, authority, token_url, authorize_url, device_code_url, scope, api_scope,
+                   ca_file});
 }
 
 std::string Connection::smtp_identity() const {
-    return digest({token_identity(), smtp.host, std::to_string(smtp.port), std::to_string(int(smtp.tls)),
+    return digest({token_identity(), std::to_string(int(send_via)), smtp.host, std::to_string(smtp.port), std::to_string(int(smtp.tls)),
                    std::to_string(int(sasl)), std::to_string(max_upstream_sessions),
                    std::to_string(upstream_wait.count()), std::to_string(upstream_idle.count()),
                    std::to_string(upstream_max_messages)});

@@ -71,6 +71,9 @@ const Section kConnection{"connections.NAME", {
     {.name = "upstream_idle", .type = T::duration, .def = "30s", .lo = 0, .hi = 10 * kMin},
     {.name = "upstream_max_messages", .type = T::integer, .def = "100", .lo = 1, .hi = 100000},
     {.name = "secret_expires", .type = T::string},    // YYYY-MM-DD; client secret's expiry, for warnings
+    {.name = "send_via", .type = T::choice, .def = "smtp", .choices = "smtp|graph|gmail_api|auto"},
+    {.name = "graph_url", .type = T::string, .def = "https://graph.microsoft.com"},
+    {.name = "gmail_api_url", .type = T::string, .def = "https://gmail.googleapis.com"},
 }};
 
 const Section kUpstream{"connections.NAME.smtp|imap|pop3", {

@@ -244,6 +244,43 @@ const std::vector<Row> kTable = {
      "Microsoft: Add-MailboxPermission for the app and POP.AccessAsApp consented; Google: domain-wide "
      "delegation and POP enabled for the user"},
 
+    // ---- Microsoft Graph sendMail and the Gmail API (send_via)
+    {S::api, "403", "ErrorAccessDenied", "",
+     "Graph refused to send for this mailbox: the app lacks the application permission Mail.Send with admin "
+     "consent, or an application access policy leaves this mailbox out",
+     "Azure portal > App registrations > the app > API permissions > Add a permission > Microsoft Graph > "
+     "Application permissions > Mail.Send, then 'Grant admin consent'; with an application access policy, add the "
+     "mailbox to its group (check: Test-ApplicationAccessPolicy -Identity MAILBOX -AppId APP)"},
+    {S::api, "403", "ErrorSendAsDenied", "",
+     "the mailbox may not send with this From address",
+     "send with the mailbox's own address, or grant Send As: Add-RecipientPermission -Identity FROM -Trustee MAILBOX "
+     "-AccessRights SendAs"},
+    {S::api, "404", "", "",
+     "the mailbox does not exist in the tenant (or has no Exchange Online licence)",
+     "check the mailbox: of the user or sender mapping; Microsoft 365 admin center > Users > the user > Licenses "
+     "and apps"},
+    {S::api, "400", "ErrorInvalidRecipients", "",
+     "the API refused a recipient address",
+     "check the recipient addresses of the message"},
+    {S::api, "413", "", "",
+     "the message is over the API's size limit (Graph: 4 MB of base64, about 3 MB of message; Gmail: 35 MB)",
+     "send smaller messages, or use send_via: smtp for large ones (35 MB at Exchange Online)"},
+    {S::api, "403", "", "has not been used in project",
+     "the Gmail API is not enabled in the service account's Google Cloud project",
+     "Google Cloud console > APIs & Services > Library > Gmail API > Enable (for the project of the key_file)"},
+    {S::api, "403", "", "insufficient",
+     "the token lacks the Gmail scope for sending",
+     "Google Admin console > Security > Access and data control > API controls > Domain-wide delegation: "
+     "the service account's client ID needs https://mail.google.com/ (or gmail.send)"},
+    {S::api, "400", "failedPrecondition", "",
+     "Gmail is not enabled for this user, or the user does not exist in the domain",
+     "Google Admin console > Apps > Google Workspace > Gmail: turn Gmail on for the user's organisational unit; "
+     "check the mailbox: setting"},
+    {S::api, "400", "", "",
+     "the API refused the message as malformed",
+     "check the message's headers (From, To, Date) and MIME structure; report it with the log line if the client "
+     "is a common one"},
+
     // ---- Conditions found here
     {S::local, "device_code_google", "", "",
      "Google does not allow the device code flow for the Gmail scope https://mail.google.com/ (it refuses that "
@@ -349,6 +386,17 @@ const Row* match_reply(std::string_view reply) {
     // SendAsDenied / SmtpClientAuthentication without the usual code.
     if (icontains(reply, "SendAsDenied")) return match_reply("554 5.2.252");
     if (icontains(reply, "SmtpClientAuthentication")) return match_reply("535 5.7.139");
+    return nullptr;
+}
+
+const Row* match_api_error(unsigned status, std::string_view code, std::string_view message) {
+    std::string st = std::to_string(status);
+    for (const auto& r : kTable) {
+        if (r.source != S::api || r.code != st) continue;
+        if (!r.enhanced.empty() && !icontains(code, r.enhanced)) continue;
+        if (!icontains(message, r.text) && !icontains(code, r.text)) continue;
+        return &r;
+    }
     return nullptr;
 }
 

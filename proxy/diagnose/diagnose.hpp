@@ -14,6 +14,8 @@ enum class Source {
     token,   // the token endpoint: code = AADSTS code or OAuth error ("invalid_grant")
     reply,   // a mail server reply: code = SMTP code ("535", "" for IMAP/POP3), enhanced = "5.7.139"
     local,   // a condition found here: code = its name ("device_code_google", "certificate_expiring")
+    api,     // Graph sendMail / Gmail API: code = HTTP status ("403"), enhanced = the API's error code
+             // ("ErrorAccessDenied", "insufficientPermissions"; "" for any)
 };
 
 struct Row {
@@ -33,6 +35,9 @@ const Row* match_token_error(std::string_view code, std::string_view error, std:
 // "535 5.7.139 Authentication unsuccessful, ..." (SMTP, code first), or an IMAP/POP3
 // answer ("NO [AUTHENTICATIONFAILED] ...", "-ERR [AUTH] ...").
 const Row* match_reply(std::string_view reply);
+// An answer of Graph sendMail or the Gmail API: HTTP status, the API's error
+// code (Graph error.code, Gmail errors[0].reason) and message.
+const Row* match_api_error(unsigned status, std::string_view code, std::string_view message);
 // A local condition by name (Source::local rows).
 const Row* find_condition(std::string_view name);
 

@@ -107,16 +107,40 @@ awaitable<HttpResult> exchange(Stream& stream, const HttpRequest& req, const Url
     msg.set(http::field::user_agent, "xoauth2-proxy/" XO_VERSION);
     msg.set(http::field::accept, "application/json");
     for (const auto& [k, v] : req.headers) msg.set(k, v);
-    if (req.method != "GET") {
-        msg.set(http::field::content_type, req.content_type);
-        msg.body() = req.body;
-        msg.prepare_payload();
+    if (req.method != "GET") msg.set(http::field::content_type, req.content_type);
+    if (req.source) {
+        // The header, then the body as it is produced (Content-Length known up front).
+        msg.content_length(req.source->size);
+        http::request_serializer<http::string_body> sr{msg};
+        co_await http::async_write_header(stream, sr, asio::redirect_error(use_awaitable, ec));
+        std::string piece;
+        std::uint64_t written = 0;
+        while (!ec) {
+            piece.clear();
+            if (!req.source->next(piece)) {
+                result.error = "reading the request body failed";
+                co_return result;
+            }
+            if (piece.empty()) break;
+            written += piece.size();
+            co_await asio::async_write(stream, asio::buffer(piece), asio::redirect_error(use_awaitable, ec));
+        }
+        if (!ec && written != req.source->size) {
+            result.error = "request body size mismatch";
+            co_return result;
+        }
+    } else {
+        if (req.method != "GET") {
+            msg.body() = req.body;
+            msg.prepare_payload();
+        }
+        co_await http::async_write(stream, msg, asio::redirect_error(use_awaitable, ec));
     }
-    co_await http::async_write(stream, msg, asio::redirect_error(use_awaitable, ec));
     if (ec) {
         result.error = "send request: " + ec.message();
         co_return result;
     }
+    result.sent = true;
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
     parser.body_limit(1 << 20);
@@ -130,6 +154,7 @@ awaitable<HttpResult> exchange(Stream& stream, const HttpRequest& req, const Url
     result.status = res.result_int();
     result.body = std::move(res.body());
     result.content_type = std::string(res[http::field::content_type]);
+    result.retry_after = std::string(res[http::field::retry_after]);
     co_return result;
 }
 

@@ -5,6 +5,8 @@
 // localhost:443: Connection refused", "TLS handshake: certificate verify failed").
 #pragma once
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,6 +36,17 @@ struct HttpResult {
     unsigned status = 0;
     std::string body;
     std::string content_type;
+    std::string retry_after;   // the Retry-After header, when given
+    bool sent = false;         // the whole request (body included) was written
+};
+
+// A request body produced piece by piece (a spooled message, base64 on the
+// fly), so that memory stays flat in its size. next() appends the next piece
+// to `out` (empty at the end) and returns false on a read error; the pieces
+// must add up to `size` bytes exactly.
+struct BodySource {
+    std::uint64_t size = 0;
+    std::function<bool(std::string& out)> next;
 };
 
 struct HttpRequest {
@@ -41,6 +54,7 @@ struct HttpRequest {
     std::string url;
     std::string body;
     std::string content_type = "application/x-www-form-urlencoded";
+    std::shared_ptr<BodySource> source;   // instead of body, when set
     std::vector<std::pair<std::string, std::string>> headers;
     std::chrono::seconds timeout{30};
 };

@@ -371,6 +371,13 @@ std::shared_ptr<TokenCache> make_token_cache(const config::Config& cfg, std::vec
         try {
             sources[name] = TokenCache::Source{make_provider(conn, cfg.tokens, interactive ? store : nullptr),
                                                conn.refresh_window};
+            // The API's token (Graph's scope differs from SMTP's): a source of its own.
+            if (conn.uses_api() && conn.api_token_source() != name) {
+                config::Connection api = conn;
+                api.scope = conn.api_scope;
+                sources[conn.api_token_source()] = TokenCache::Source{make_provider(api, cfg.tokens, nullptr),
+                                                                      conn.refresh_window};
+            }
         } catch (const std::exception& ex) {
             problems.push_back("connection " + name + ": " + ex.what());
         }

@@ -122,13 +122,18 @@ std::string render_status_json(const Services& s) {
         cj["provider"] = config::to_string(conn.provider);
         cj["flow"] = config::to_string(conn.flow);
         cj["smtp"] = conn.smtp.text();
+        cj["send_via"] = config::to_string(conn.send_via);
+        if (conn.send_via == config::SendVia::auto_) cj["switched_to_graph"] = s.api_switched.contains(name);
         cj["state"] = "idle";   // no token asked for yet
         cj["tokens"] = nlohmann::json::array();
         uint64_t requests = 0, failures = 0;
         bool any_ok = false, any_failing = false;
         for (const auto& e : entries) {
-            if (e.connection != name) continue;
+            // The API's token (Graph's scope) counts for the connection too.
+            const bool api = e.connection != name && conn.uses_api() && e.connection == conn.api_token_source();
+            if (e.connection != name && !api) continue;
             nlohmann::json tj;
+            if (api) tj["for"] = "api";
             if (!e.mailbox.empty()) tj["mailbox"] = e.mailbox;
             bool valid = e.has_token && e.expires_wall > now;
             tj["state"] = valid ? "active" : e.last_error ? "failing" : "expired";

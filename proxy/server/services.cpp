@@ -23,7 +23,9 @@ std::shared_ptr<Services> make_services(const config::Config& cfg, std::vector<s
         std::vector<std::string> unchanged;
         for (const auto& [name, conn] : s->cfg.connections) {
             const config::Connection* was = previous->cfg.find_connection(name);
-            if (was && was->token_identity() == conn.token_identity()) unchanged.push_back(name);
+            if (!was || was->token_identity() != conn.token_identity()) continue;
+            unchanged.push_back(name);
+            if (conn.uses_api() && was->uses_api()) unchanged.push_back(conn.api_token_source());   // NAME#api
         }
         s->tokens->adopt(*previous->tokens, unchanged);
     }

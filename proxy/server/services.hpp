@@ -22,6 +22,7 @@
 #include "config/config.hpp"
 #include "net/link.hpp"
 #include "oauth/token_cache.hpp"
+#include "smtp/api_send.hpp"
 #include "smtp/pool.hpp"
 
 namespace xo::server {
@@ -66,6 +67,10 @@ struct Services {
     std::shared_ptr<smtp::PoolRegistry> smtp_pools;
     // max_imap_sessions per mailbox: room-only pools (counting semaphores), by imap_identity().
     std::shared_ptr<smtp::PoolRegistry> imap_slots;
+    // send_via graph / gmail_api: concurrent API requests per mailbox; the
+    // send_via: auto connections that moved to Graph (535 5.7.139) until the next reload.
+    std::shared_ptr<smtp::api::ApiGate> api_gate = std::make_shared<smtp::api::ApiGate>();
+    smtp::api::SwitchedConnections api_switched;
     std::string hostname;
     Counters& counters;   // *shared_counters
     asio::thread_pool kdf_pool{1};   // password hashing off the I/O threads

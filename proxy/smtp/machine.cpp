@@ -311,7 +311,8 @@ Actions Machine::mail(const ParsedCommand& c) {
     for (const auto& [k, v] : path.path.params) {
         if (k == "SIZE" && std::strtoull(v.c_str(), nullptr, 10) > cfg_.max_message_size) {
             Actions a;
-            reply(a, "552 5.3.4 Message size exceeds fixed maximum message size");
+            reply(a, "552 5.3.4 Message size exceeds fixed maximum message size" +
+                         (size_note_.empty() ? std::string() : " " + size_note_));
             return a;
         }
         if (k == "SMTPUTF8") utf8 = true;

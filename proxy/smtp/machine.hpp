@@ -84,6 +84,12 @@ public:
     Actions on_upstream_lost();            // every forward still waiting fails
     Actions on_data_end(const DataEnd& end);
     void set_upstream_smtputf8(bool on) { upstream_smtputf8_ = on; }
+    // The login's path has a lower limit (Graph sendMail: 3 MiB): SIZE and MAIL ... SIZE= follow it.
+    // `note` follows the 552 to MAIL ... SIZE= ("(the limit of Microsoft Graph sendMail: N bytes)").
+    void set_max_message_size(std::size_t n, std::string note = "") {
+        cfg_.max_message_size = n;
+        size_note_ = std::move(note);
+    }
 
     State state() const { return state_; }
     bool closed() const { return state_ == State::closed; }
@@ -136,6 +142,7 @@ private:
     enum class AuthStep { plain, login_user, login_pass } auth_step_ = AuthStep::plain;
     std::string auth_user_;
     std::string held_mail_;           // the MAIL line, sent once prepare_mail succeeded
+    std::string size_note_;
     bool held_utf8_ = false, held_8bit_ = false;
     int recipients_ = 0, errors_ = 0, auth_failures_ = 0;
     uint64_t messages_ = 0;

@@ -9,6 +9,9 @@
 #include <deque>
 
 #include "server/session_base.hpp"
+#include "diagnose/diagnose.hpp"
+#include "smtp/api.hpp"
+#include "smtp/api_send.hpp"
 #include "smtp/machine.hpp"
 #include "smtp/parser.hpp"
 #include "smtp/pool.hpp"
@@ -60,6 +63,10 @@ private:
     awaitable<bool> resolve_pending();                 // reads the upstream's replies to what was forwarded
     awaitable<bool> prepare_mail(const std::string& sender, std::string& refusal);
     awaitable<DataEnd> stream_data(bool& client_lost);
+    // send_via graph / gmail_api: the envelope is kept here, the message spooled, then one API request.
+    awaitable<bool> open_api(const config::Connection& c, const std::string& mailbox, net::UpstreamError& err);
+    awaitable<DataEnd> stream_api(bool& client_lost);
+    bool api_for(const config::Connection& c) const;
     awaitable<void> drop_upstream(bool polite);
     void give_back(bool reusable);   // the upstream session back to its pool
     awaitable<bool> retry_elsewhere(); // after 432/421 to MAIL: the same commands on another session
@@ -72,6 +79,10 @@ private:
     bool retire_ = false;                           // the upstream refused more work (432)
     std::deque<std::string> inflight_;              // forwarded lines whose replies are still due
     bool flush_upstream_ = false;                   // forwards queued, not yet written
+    bool api_ = false;                              // the transaction goes out through an API, not SMTP
+    api::Kind api_kind_ = api::Kind::graph;
+    api::Envelope env_;                             // api_: MAIL and RCPT so far
+    std::deque<Reply> api_replies_;                 // api_: the local answers to forwarded lines
 };
 
 awaitable<void> Session::serve() {
@@ -154,6 +165,10 @@ awaitable<bool> Session::execute(Actions actions) {
                 break;
             }
             case Action::Kind::forward:
+                if (api_) {   // answered here; the API sees the envelope at the end of data
+                    api_replies_.push_back(api::local_reply(a.text, env_, api_kind_));
+                    break;
+                }
                 if (!upstream_) {   // it went away: every forward waiting for it fails
                     Actions next = machine_.on_upstream_lost();
                     if (!co_await execute(std::move(next))) co_return false;
@@ -166,7 +181,9 @@ awaitable<bool> Session::execute(Actions actions) {
             case Action::Kind::drop_upstream: co_await drop_upstream(false); break;
             case Action::Kind::begin_data: {
                 bool client_lost = false;
-                DataEnd end = co_await stream_data(client_lost);
+                DataEnd end;
+                if (api_) end = co_await stream_api(client_lost);
+                else end = co_await stream_data(client_lost);
                 if (client_lost) co_return false;
                 Actions next = machine_.on_data_end(end);
                 if (!co_await execute(std::move(next))) co_return false;
@@ -179,6 +196,18 @@ awaitable<bool> Session::execute(Actions actions) {
 }
 
 awaitable<bool> Session::resolve_pending() {
+    if (api_) {
+        while (machine_.has_pending()) {
+            Reply r{451, {"4.3.0 Internal error: no reply to a forwarded command"}};
+            if (!api_replies_.empty()) {
+                r = std::move(api_replies_.front());
+                api_replies_.pop_front();
+            }
+            Actions next = machine_.on_upstream(r);
+            if (!co_await execute(std::move(next))) co_return false;
+        }
+        co_return true;
+    }
     error_code ec;
     if (upstream_ && flush_upstream_) co_await upstream_->link().flush(ec);
     flush_upstream_ = false;
@@ -254,6 +283,11 @@ awaitable<bool> Session::open_upstream(const config::Connection& c, const std::s
     give_back(!retire_);
     retire_ = false;
     pool_timeout_ = false;
+    api_ = false;
+    env_.clear();
+    api_replies_.clear();
+    machine_.set_max_message_size(listener_.max_message_size);
+    if (api_for(c)) co_return co_await open_api(c, mailbox, err);
     auto pool = s_->smtp_pools->get(c, mailbox);
     UpstreamPool::Lease lease = co_await pool->acquire();
     if (!lease.ok()) {
@@ -272,6 +306,15 @@ awaitable<bool> Session::open_upstream(const config::Connection& c, const std::s
     if (!co_await open_as(upstream_, c, mailbox, err, s_->hostname)) {
         upstream_.reset();
         pool->forfeit();
+        // send_via: auto: SMTP AUTH is off for the tenant or mailbox (535 5.7.139): Graph from now on.
+        if (c.send_via == config::SendVia::auto_ && err.kind == net::UpstreamError::Kind::auth &&
+            err.detail.find("5.7.139") != std::string::npos) {
+            if (s_->api_switched.add(c.name))
+                spdlog::warn("smtp connection {}: the upstream refused SMTP AUTH ({}); send_via auto: sending "
+                             "through Microsoft Graph sendMail from now on, until the next reload",
+                             c.name, util::log_escape(err.detail));
+            co_return co_await open_api(c, mailbox, err);
+        }
         co_return false;
     }
     pool_ = std::move(pool);
@@ -310,6 +353,7 @@ awaitable<bool> Session::prepare_mail(const std::string& sender, std::string& re
     }
     retried_ = false;
     if (upstream_ && conn == conn_ && mailbox == mailbox_) co_return true;
+    if (api_ && conn == conn_ && mailbox == mailbox_ && api_for(*conn)) co_return true;
     std::string why = "connection is not configured";
     bool opened = false;   // (no co_await inside && -- g++ 12)
     if (conn) opened = co_await open_for(*conn, mailbox, why);
@@ -402,7 +446,145 @@ awaitable<DataEnd> Session::stream_data(bool& client_lost) {
     co_return end;
 }
 
+bool Session::api_for(const config::Connection& c) const {
+    return c.send_via == config::SendVia::graph || c.send_via == config::SendVia::gmail_api ||
+           (c.send_via == config::SendVia::auto_ && s_->api_switched.contains(c.name));
+}
+
+// The API path has no session to open: a token for the API proves the setup.
+awaitable<bool> Session::open_api(const config::Connection& c, const std::string& mailbox, net::UpstreamError& err) {
+    std::string source = c.api_token_source();
+    oauth::TokenResult t = co_await s_->tokens->get(source, mailbox);
+    if (!t.ok()) {
+        err = {net::UpstreamError::Kind::token, t.error.summary(),
+               diagnose::token_error_advice(t.error.code, t.error.error, t.error.description)};
+        co_return false;
+    }
+    api_ = true;
+    api_kind_ = c.send_via == config::SendVia::gmail_api ? api::Kind::gmail : api::Kind::graph;
+    std::size_t limit = std::min<std::size_t>(listener_.max_message_size, std::size_t(api::max_message(api_kind_)));
+    machine_.set_max_message_size(limit, "(the limit of " + std::string(api::to_string(api_kind_)) + ": " +
+                                             std::to_string(api::max_message(api_kind_)) + " bytes)");
+    spdlog::info("smtp session {} sending for {} through {} (connection {})", id_, util::log_escape(mailbox),
+                 api::to_string(api_kind_), c.name);
+    co_return true;
+}
+
+// The message is spooled as it streams in (un-stuffed); at its end one API
+// request carries it, and its answer is the client's reply.
+awaitable<DataEnd> Session::stream_api(bool& client_lost) {
+    DataScanner scanner;
+    api::Unstuffer unstuff;
+    api::Spool spool;
+    std::string out, plain;
+    DataEnd end;
+    bool ok = true;
+    std::string spool_error;
+    client_.set_timeout(listener_.data_timeout);
+    error_code ec;
+    for (;;) {
+        std::string_view chunk = co_await client_.read_some(ec);
+        if (ec) {   // nothing sent; the spool (and its file) goes with this frame
+            set_result(server::Result::aborted, "client lost during DATA: " + ec.message());
+            client_lost = true;
+            env_.clear();
+            co_return end;
+        }
+        out.clear();
+        auto res = scanner.feed(chunk, out);
+        client_.consume(res.consumed);
+        if (ok && scanner.message_bytes() > listener_.max_message_size) {
+            end.kind = DataEnd::Kind::too_big;
+            ok = false;
+        } else if (ok && scanner.bare_newlines() > 0 && !machine_.bare_newline_allowed()) {
+            end.kind = DataEnd::Kind::bare_newline;
+            ok = false;
+        }
+        if (ok) {
+            plain.clear();
+            unstuff.feed(out, plain);
+            if (!spool.append(plain)) {
+                ok = false;
+                end.kind = DataEnd::Kind::upstream_lost;
+                spool_error = spool.error();
+            }
+        }
+        if (res.done) break;
+    }
+    client_.set_timeout(listener_.idle_timeout);
+    const config::Connection* conn = conn_;
+    if (ok && conn) {
+        end.kind = DataEnd::Kind::relayed;
+        std::string bcc = api::bcc_header(env_.rcpts, spool.head());
+        auto extra = api::extra_header_recipients(env_.rcpts, spool.head());
+        if (!extra.empty())
+            spdlog::warn("smtp session {} the header names {} recipient(s) not in the envelope (first {}): {} sends "
+                         "to the header's recipients",
+                         id_, extra.size(), util::log_escape(extra.front()), api::to_string(api_kind_));
+        if (bcc.size() + spool.size() > api::max_message(api_kind_)) {
+            end.reply = api::too_big(api_kind_);
+        } else {
+            std::string key = conn->name + "\n" + mailbox_;
+            std::size_t cap = api_kind_ == api::Kind::graph ? api::kGraphMaxConcurrent : conn->max_upstream_sessions;
+            api::ApiGate::Ticket ticket = co_await s_->api_gate->enter(key, cap, conn->upstream_wait);
+            if (!ticket.ok()) {
+                end.reply = Reply{451, {"4.3.2 Too many messages at once for " + mailbox_ + ", try again later"}};
+                spdlog::warn("smtp session {} connection={} mailbox={} no API slot within upstream_wait ({} at once)",
+                             id_, conn->name, util::log_escape(mailbox_), cap);
+            } else {
+                api::Job job;
+                job.kind = api_kind_;
+                job.connection = conn->name;
+                job.token_source = conn->api_token_source();
+                job.mailbox = mailbox_;
+                job.url = api::request_url(api_kind_, api_kind_ == api::Kind::graph ? conn->graph_url : conn->gmail_api_url,
+                                           mailbox_);
+                job.tokens = s_->tokens;
+                auto tls = s_->upstream_tls.find(conn->name);
+                if (tls != s_->upstream_tls.end()) job.tls = tls->second;
+                job.patience = conn->upstream_wait;
+                job.session_id = id_;
+                end.reply = co_await api::send(std::move(job), spool, std::move(bcc));
+            }
+        }
+    } else if (ok) {
+        end.kind = DataEnd::Kind::upstream_lost;
+        spool_error = "no connection for the message";
+    }
+    env_.clear();
+    switch (end.kind) {
+        case DataEnd::Kind::relayed:
+            if (end.reply.code / 100 == 2) {
+                ++messages_;
+                bytes_in_ += scanner.message_bytes();
+                ++s_->counters.messages_relayed;
+                s_->counters.bytes_relayed += scanner.message_bytes();
+            } else if (end.reply.code / 100 == 4) {
+                ++s_->counters.messages_failed;
+                set_result(server::Result::tempfail, "API: " + end.reply.text());
+            } else {
+                ++s_->counters.messages_refused;
+            }
+            break;
+        case DataEnd::Kind::too_big:
+        case DataEnd::Kind::bare_newline:
+            ++s_->counters.messages_refused;
+            spdlog::warn("smtp session {} message refused: {}", id_,
+                         end.kind == DataEnd::Kind::too_big ? "larger than max_message_size"
+                                                            : "bare CR or LF (possible SMTP smuggling)");
+            break;
+        case DataEnd::Kind::upstream_lost:
+            ++s_->counters.messages_failed;
+            set_result(server::Result::tempfail, spool_error);
+            spdlog::error("smtp session {} message not sent: {}", id_, util::log_escape(spool_error));
+            break;
+    }
+    co_return end;
+}
+
 awaitable<void> Session::drop_upstream(bool polite) {
+    env_.clear();   // (the API path holds no connection: only its envelope goes)
+    api_replies_.clear();
     if (!upstream_) co_return;
     if (polite) co_await upstream_->quit();
     give_back(false);

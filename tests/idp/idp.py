@@ -8,7 +8,13 @@ be told to fail the ways they fail. Secrets and tokens are never logged: one
 log line per request (method, path, client, status, outcome/error code).
 
 usage: idp.py --https-port P --http-port Q --cert C --key K --registry R.json --base-url URL --log FILE
-              [--issued-tokens FILE] [--public-key-out FILE]
+              [--issued-tokens FILE] [--public-key-out FILE] [--lmtp-port N]
+With --lmtp-port it also plays Microsoft Graph (POST /v1.0/users/M/sendMail,
+base64 MIME) and the Gmail API (POST /upload/gmail/v1/users/M/messages/send,
+uploadType=media): the bearer token is checked (audience and role Mail.Send
+for Graph, the Gmail scope and subject for Gmail, the mailbox grant), the
+message goes to the world's Dovecot LMTP for every To/Cc/Bcc recipient with
+its Bcc header removed, as the real APIs do.
 The interactive flows (authorization code + PKCE, device code, refresh tokens)
 live in interactive.py.
 """
@@ -35,6 +41,9 @@ from interactive import Interactive  # noqa: E402
 from provider_errors import G_ERROR, MS_ERROR, g_error, ms_error, ms_injected, utc  # noqa: E402
 
 MS_SCOPE = "https://outlook.office365.com/.default"
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+GMAIL_SEND_SCOPES = ("https://mail.google.com/", "https://www.googleapis.com/auth/gmail.send")
+API_FAIL_MODES = ("401", "403", "403send", "413", "429", "503", "gmail_disabled", "drop", "none")
 GOOGLE_SCOPE = "https://mail.google.com/"
 ROLES = ["SMTP.SendAsApp", "IMAP.AccessAsApp", "POP.AccessAsApp"]
 ROLE_FOR_SERVICE = {"smtp": "SMTP.SendAsApp", "imap": "IMAP.AccessAsApp", "pop3": "POP.AccessAsApp"}
@@ -87,6 +96,12 @@ class State:
             self.check_down = False     # /_check answers 503: the mail server's auth backend fails
             self.seen_jti = set()
             self.revoked = set()        # (client, mailbox)
+            self.api_fail = None        # {"mode": m, "count": n|None, "retry_after": s}
+            self.api_requests = 0
+            self.api_sent = []          # Message-IDs handed on, in order (duplicates show)
+            self.api_delay = 0.0        # seconds each API request waits before it answers
+            self.api_inflight = {}      # mailbox -> requests being handled now
+            self.api_max_inflight = {}  # mailbox -> the most at once
             if not hasattr(self, "interactive"):
                 self.interactive = Interactive(self)
             self.interactive.hooks = {}
@@ -221,6 +236,8 @@ class Handler(BaseHTTPRequestHandler):
             st = self.state
             with st.lock:
                 return self.reply(200, {"token_requests": dict(st.requests), "total": sum(st.requests.values()),
+                                        "api_requests": st.api_requests, "api_sent": list(st.api_sent),
+                                        "api_max_inflight": dict(st.api_max_inflight),
                                         "refresh_grants": st.interactive.refresh_grants,
                                         "refresh_reused": st.interactive.refresh_reused})
         self.reply(404, {"error": "not_found"})
@@ -247,6 +264,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.google()
         if path == "/generic/token":
             return self.generic()
+        if len(parts) == 4 and parts[0] == "v1.0" and parts[1] == "users" and parts[3] == "sendMail":
+            return self.api_send("graph", urllib.parse.unquote(parts[2]))
+        if len(parts) == 7 and parts[:4] == ["upload", "gmail", "v1", "users"] and parts[5:] == ["messages", "send"]:
+            return self.api_send("gmail", urllib.parse.unquote(parts[4]))
         self.reply(404, {"error": "not_found"})
 
     # ---- control API (plain HTTP, loopback)
@@ -278,6 +299,13 @@ class Handler(BaseHTTPRequestHandler):
                     st.failures[client] = {"fail": req["fail"], "count": req.get("count"),
                                            "delay": float(req.get("delay", 0)), "code": req.get("code"),
                                            "key": req.get("key")}
+            if "api_delay" in req:
+                st.api_delay = float(req["api_delay"])
+            if "api_fail" in req:
+                if req["api_fail"] not in API_FAIL_MODES:
+                    return self.reply(400, {"ok": False, "error": "unknown api_fail; one of " + ", ".join(API_FAIL_MODES)})
+                st.api_fail = None if req["api_fail"] == "none" else {
+                    "mode": req["api_fail"], "count": req.get("count"), "retry_after": req.get("retry_after")}
             if "revoke_mailbox" in req:
                 r = req["revoke_mailbox"]
                 st.revoked.add((r["client_id"], r["mailbox"].lower()))
@@ -417,7 +445,7 @@ class Handler(BaseHTTPRequestHandler):
             return fail(*ms_error(400, "unauthorized_client", 700016, app=client, tenant=t["domain"]))
         if "scope" not in f:
             return fail(*ms_error(400, "invalid_request", 900144, param="scope"))
-        if f["scope"] != MS_SCOPE:
+        if f["scope"] not in (MS_SCOPE, GRAPH_SCOPE):
             return fail(*ms_error(400, "invalid_scope", 70011, scope=f["scope"]))
         if "client_secret" in f:
             if f["client_secret"] not in app.get("secrets", []):
@@ -429,7 +457,9 @@ class Handler(BaseHTTPRequestHandler):
                 return fail(*err)
         else:
             return fail(*ms_error(401, "invalid_client", 7000218))
-        tok, life = st.issue({"aud": "https://outlook.office365.com", "tid": tid, "appid": client, "roles": ROLES,
+        graph = f["scope"] == GRAPH_SCOPE
+        tok, life = st.issue({"aud": "https://graph.microsoft.com" if graph else "https://outlook.office365.com",
+                              "tid": tid, "appid": client, "roles": ["Mail.Send"] if graph else ROLES,
                               "oid": str(uuid.uuid5(uuid.NAMESPACE_DNS, client)), "ver": "1.0"})
         self.send_token(tok, life, "microsoft")
 
@@ -578,14 +608,198 @@ class Handler(BaseHTTPRequestHandler):
         self.send_token(tok, life, "generic", scope)
 
 
+    # ---- Microsoft Graph sendMail and the Gmail API messages.send
+    def api_fail_injected(self, api):
+        """The injected failure for this request as (status, headers, body), or None."""
+        st = self.state
+        with st.lock:
+            f = st.api_fail
+            if not f:
+                return None
+            if f.get("count") is not None:
+                if f["count"] <= 0:
+                    return None
+                f["count"] -= 1
+            mode, retry_after = f["mode"], f.get("retry_after")
+        if mode == "drop":   # the message is sent, then the connection drops before any answer
+            return "drop"
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        if api == "graph":
+            err = {"401": (401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid."),
+                   "403": (403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."),
+                   "403send": (403, "ErrorSendAsDenied", "The user account which was used to submit this request "
+                               "does not have the right to send mail on behalf of the specified sending account."),
+                   "413": (413, "ErrorMessageSizeExceeded", "The message exceeds the maximum supported size."),
+                   "429": (429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit."),
+                   "503": (503, "ServiceUnavailable", "Service unavailable."),
+                   "gmail_disabled": (403, "ErrorAccessDenied", "Access is denied.")}[mode]
+            return err[0], headers, {"error": {"code": err[1], "message": err[2]}}
+        err = {"401": (401, "authError", "Request had invalid authentication credentials."),
+               "403": (403, "insufficientPermissions", "Request had insufficient authentication scopes."),
+               "403send": (403, "forbidden", "Delegation denied for the sender."),
+               "413": (413, "uploadTooLarge", "Request payload size exceeds the limit: 36700160 bytes."),
+               "429": (429, "rateLimitExceeded", "User-rate limit exceeded."),
+               "503": (503, "backendError", "The service is currently unavailable."),
+               "gmail_disabled": (403, "accessNotConfigured", "Gmail API has not been used in project 1234 before "
+                                  "or it is disabled.")}[mode]
+        return err[0], headers, {"error": {"code": err[0], "message": err[2], "errors": [{"reason": err[1]}]}}
+
+    def api_reply(self, status, body, headers=None):
+        raw = json.dumps(body).encode() if body is not None else b""
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        if raw:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def api_token(self, api, mailbox):
+        """None when the bearer token may send as `mailbox`, else the refusal (status, body)."""
+        st = self.state
+        auth = self.headers.get("Authorization", "")
+        if not auth.startswith("Bearer "):
+            return 401, {"error": {"code": "InvalidAuthenticationToken", "message": "Access token is empty."}}
+        try:
+            claims = jwt.decode(auth[7:], st.key.public_key(), algorithms=["RS256"],
+                                options={"verify_aud": False, "verify_exp": False, "verify_nbf": False,
+                                         "verify_iat": False})
+        except jwt.PyJWTError:
+            return 401, {"error": {"code": "InvalidAuthenticationToken", "message": "IDX14100: JWT is not well formed."}}
+        self.client = claims.get("appid") or claims.get("azp") or "-"
+        if int(claims.get("exp", 0)) <= st.now():
+            return 401, {"error": {"code": "InvalidAuthenticationToken", "message": "Lifetime validation failed, the token is expired."}}
+        if api == "graph":
+            if claims.get("aud") != "https://graph.microsoft.com":
+                return 401, {"error": {"code": "InvalidAuthenticationToken", "message": "Invalid audience."}}
+            if "Mail.Send" not in claims.get("roles", []):
+                return 403, {"error": {"code": "ErrorAccessDenied", "message": "Access is denied. Check credentials and try again."}}
+            if mailbox.lower() not in st.granted(self.client) or (self.client, mailbox.lower()) in st.revoked:
+                return 403, {"error": {"code": "ErrorAccessDenied", "message": "Access to OData is disabled: the "
+                                       "application access policy denies this mailbox."}}
+            return None
+        if mailbox != "me" and claims.get("email", "").lower() != mailbox.lower():
+            return 403, {"error": {"code": 403, "message": "Delegation denied for %s" % claims.get("email"),
+                                   "errors": [{"reason": "forbidden"}]}}
+        if not set(claims.get("scope", "").split()) & set(GMAIL_SEND_SCOPES):
+            return 403, {"error": {"code": 403, "message": "Request had insufficient authentication scopes.",
+                                   "errors": [{"reason": "insufficientPermissions"}]}}
+        return None
+
+    def api_send(self, api, mailbox):
+        st = self.state
+        key = mailbox.lower()
+        with st.lock:
+            st.api_inflight[key] = st.api_inflight.get(key, 0) + 1
+            st.api_max_inflight[key] = max(st.api_max_inflight.get(key, 0), st.api_inflight[key])
+            delay = st.api_delay
+        try:
+            if delay:
+                time.sleep(delay)
+            return self.api_send_now(api, mailbox)
+        finally:
+            with st.lock:
+                st.api_inflight[key] -= 1
+
+    def api_send_now(self, api, mailbox):
+        st = self.state
+        n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n)
+        with st.lock:
+            st.api_requests += 1
+        ctype = self.headers.get("Content-Type", "")
+        refused = self.api_token(api, mailbox)
+        if refused:
+            self.outcome = "%s refused: %s" % (api, json.dumps(refused[1]["error"].get("code")))
+            return self.api_reply(refused[0], refused[1])
+        inj = self.api_fail_injected(api)
+        drop = inj == "drop"
+        if inj and not drop:
+            self.outcome = "%s injected %d" % (api, inj[0])
+            return self.api_reply(inj[0], inj[2], inj[1])
+        if api == "graph":
+            if not ctype.startswith("text/plain"):
+                return self.api_reply(415, {"error": {"code": "UnsupportedMediaType", "message": ctype}})
+            if len(raw) > 4 * 1024 * 1024:
+                self.outcome = "graph 413 (%d bytes of base64)" % len(raw)
+                return self.api_reply(413, {"error": {"code": "ErrorMessageSizeExceeded", "message": "too big"}})
+            try:
+                message = base64.b64decode(raw, validate=True)
+            except ValueError:
+                return self.api_reply(400, {"error": {"code": "ErrorMimeContentInvalidBase64String",
+                                                      "message": "Invalid base64 string for MIME content."}})
+        else:
+            if "uploadType=media" not in self.path or not ctype.startswith("message/rfc822"):
+                return self.api_reply(400, {"error": {"code": 400, "message": "Media type '%s' is not supported." % ctype,
+                                                      "errors": [{"reason": "badContent"}]}})
+            if len(raw) > 35 * 1024 * 1024:
+                return self.api_reply(413, {"error": {"code": 413, "message": "too large", "errors": [{"reason": "uploadTooLarge"}]}})
+            message = raw
+        body, rcpts, msgid = strip_bcc(message)
+        if not rcpts:
+            return self.api_reply(400, {"error": {"code": "ErrorInvalidRecipients", "message": "At least one recipient is not valid.",
+                                                  "errors": [{"reason": "invalidArgument"}]}})
+        try:
+            lmtp_deliver(self.server.lmtp_port, mailbox, rcpts, body)
+        except Exception as e:  # noqa: BLE001 -- the test endpoint answers 503 for any delivery trouble
+            self.outcome = "%s delivery failed: %s" % (api, e)
+            return self.api_reply(503, {"error": {"code": "ServiceUnavailable", "message": "delivery failed"}})
+        with st.lock:
+            st.api_sent.append(msgid)
+        self.outcome = "%s sent for %s to %d recipient(s), %d bytes" % (api, mailbox, len(rcpts), len(body))
+        if drop:
+            self.outcome += ", then dropped the connection without an answer (injected)"
+            self.close_connection = True
+            return
+        if api == "graph":
+            return self.api_reply(202, None)
+        return self.api_reply(200, {"id": uuid.uuid4().hex[:16], "threadId": uuid.uuid4().hex[:16], "labelIds": ["SENT"]})
+
+
+
+def strip_bcc(message):
+    """(message without its Bcc field, every To/Cc/Bcc address, Message-ID), as Graph and Gmail send it."""
+    from email.parser import BytesHeaderParser
+    from email.utils import getaddresses
+    sep = message.find(b"\r\n\r\n")
+    head, rest = (message, b"") if sep < 0 else (message[:sep + 2], message[sep + 2:])
+    hdrs = BytesHeaderParser().parsebytes(head + b"\r\n")
+    rcpts = []
+    for name in ("to", "cc", "bcc"):
+        for _, addr in getaddresses(hdrs.get_all(name, [])):
+            if addr and addr.lower() not in rcpts:
+                rcpts.append(addr.lower())
+    kept, skip = [], False
+    for line in head.split(b"\r\n")[:-1]:
+        if line[:1] in (b" ", b"\t"):
+            if not skip:
+                kept.append(line)
+            continue
+        skip = line.lower().startswith(b"bcc:")
+        if not skip:
+            kept.append(line)
+    return b"\r\n".join(kept) + b"\r\n" + rest, rcpts, hdrs.get("message-id", "")
+
+
+def lmtp_deliver(port, sender, rcpts, body):
+    """Hands the message to the world's Dovecot LMTP; raises unless every recipient took it."""
+    import smtplib
+    for rcpt in rcpts:   # one transaction each: LMTP answers the final dot once per recipient
+        with smtplib.LMTP("127.0.0.1", port, timeout=30) as lm:
+            refused = lm.sendmail(sender, [rcpt], body)
+            if refused:
+                raise RuntimeError("refused: %s" % refused)
+
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr, control, ssl_ctx=None):
+    def __init__(self, addr, control, ssl_ctx=None, lmtp_port=0):
         super().__init__(addr, Handler)
         self.control = control
         self.ssl_ctx = ssl_ctx
+        self.lmtp_port = lmtp_port
 
     def finish_request(self, request, client_address):
         """TLS handshake in the request's own thread, so a silent client cannot stall accept()."""
@@ -610,6 +824,7 @@ def main():
         ap.add_argument(a, required=True)
     ap.add_argument("--issued-tokens", help="append every issued access token here (0600), for leak scans")
     ap.add_argument("--public-key-out", help="write the token signing key's public half here (PEM)")
+    ap.add_argument("--lmtp-port", type=int, default=0, help="Dovecot LMTP on loopback, for the mail APIs")
     args = ap.parse_args()
     Handler.state = State(json.load(open(args.registry)), args.base_url, args.log, args.issued_tokens)
     if args.public_key_out:
@@ -618,7 +833,7 @@ def main():
                                                                 serialization.PublicFormat.SubjectPublicKeyInfo))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
-    https = Server(("127.0.0.1", args.https_port), control=False, ssl_ctx=ctx)
+    https = Server(("127.0.0.1", args.https_port), control=False, ssl_ctx=ctx, lmtp_port=args.lmtp_port)
     control = Server(("127.0.0.1", args.http_port), control=True)
     threading.Thread(target=control.serve_forever, daemon=True).start()
     Handler.state.write_log("idp listening https=%d control=%d" % (args.https_port, args.http_port))

@@ -24,11 +24,22 @@ const Row* lookup(const Case& c) {
         case Source::token: return match_token_error(c.code, c.error, c.text);
         case Source::reply: return match_reply(c.text);
         case Source::local: return find_condition(c.code);
+        case Source::api: return match_api_error(unsigned(std::stoi(c.code)), c.error, c.text);
     }
     return nullptr;
 }
 
 const std::vector<Case> kCases = {
+    // Graph sendMail and the Gmail API: status, error code, message as they answer
+    {Source::api, "403", "ErrorAccessDenied", "Access is denied. Check credentials and try again.", "Mail.Send", "Grant admin consent"},
+    {Source::api, "403", "ErrorSendAsDenied", "The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account.", "From address", "Add-RecipientPermission"},
+    {Source::api, "404", "ErrorInvalidUser", "The requested user 'x@contoso.test' is invalid.", "does not exist", "Licenses"},
+    {Source::api, "400", "ErrorInvalidRecipients", "At least one recipient is not valid.", "recipient", "recipient addresses"},
+    {Source::api, "413", "", "Request Entity Too Large", "size limit", "send_via: smtp"},
+    {Source::api, "403", "accessNotConfigured", "Gmail API has not been used in project 1234 before or it is disabled.", "not enabled", "Gmail API > Enable"},
+    {Source::api, "403", "insufficientPermissions", "Request had insufficient authentication scopes.", "scope", "Domain-wide delegation"},
+    {Source::api, "400", "failedPrecondition", "Precondition check failed.", "Gmail is not enabled", "turn Gmail on"},
+    {Source::api, "400", "ErrorMimeContentInvalid", "The MIME content is invalid.", "malformed", "MIME structure"},
     // Microsoft token endpoint
     {Source::token, "AADSTS7000215", "invalid_client", "AADSTS7000215: Invalid client secret provided.", "secret's ID", "Certificates & secrets"},
     {Source::token, "AADSTS7000222", "invalid_client", "AADSTS7000222: The provided client secret keys for app are expired.", "expired", "secret_expires"},

@@ -94,7 +94,7 @@ TEST(OauthJwt, SignsRs256AndPs256) {
 TEST(OauthResponse, ParsesSuccessAndMicrosoftError) {
     HttpResult ok{true, "", 200,
                   R"({"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"eyJ0"})",
-                  "application/json"};
+                  "application/json", "", false};
     auto r = parse_token_response(ok);
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r.token->access_token, "eyJ0");
@@ -103,7 +103,7 @@ TEST(OauthResponse, ParsesSuccessAndMicrosoftError) {
 
     HttpResult bad{true, "", 401,
                    R"({"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.\r\nTrace ID: 1\r\nCorrelation ID: 2","error_codes":[7000215]})",
-                   "application/json"};
+                   "application/json", "", false};
     r = parse_token_response(bad);
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error.code, "AADSTS7000215");
@@ -114,22 +114,22 @@ TEST(OauthResponse, ParsesSuccessAndMicrosoftError) {
     EXPECT_NE(diagnose::token_error_advice(r.error.code, r.error.error, r.error.description).find("secret's ID"),
               std::string::npos);
 
-    HttpResult server{true, "", 500, "<html>oops</html>", "text/html"};
+    HttpResult server{true, "", 500, "<html>oops</html>", "text/html", "", false};
     r = parse_token_response(server);
     EXPECT_TRUE(r.error.transient);
     EXPECT_EQ(r.error.error, "server_error");
 
     // Found by fuzzing: an empty "error" is no error name; the HTTP status speaks.
-    HttpResult empty_error{true, "", 500, R"({"error": ""})", "application/json"};
+    HttpResult empty_error{true, "", 500, R"({"error": ""})", "application/json", "", false};
     r = parse_token_response(empty_error);
     EXPECT_EQ(r.error.error, "server_error");
 
-    HttpResult net{false, "connect localhost:1: Connection refused", 0, "", ""};
+    HttpResult net{false, "connect localhost:1: Connection refused", 0, "", "", "", false};
     r = parse_token_response(net);
     EXPECT_TRUE(r.error.transient);
     EXPECT_EQ(r.error.error, "network");
 
-    HttpResult google{true, "", 400, R"({"error":"invalid_grant","error_description":"Invalid email or User ID"})", ""};
+    HttpResult google{true, "", 400, R"({"error":"invalid_grant","error_description":"Invalid email or User ID"})", "", "", false};
     r = parse_token_response(google);
     EXPECT_EQ(r.error.code, "");
     EXPECT_NE(diagnose::token_error_advice("", r.error.error, r.error.description).find("mailbox"), std::string::npos);

@@ -90,12 +90,12 @@ TEST(OauthResponse, DescriptionIsCutOnACharacterBoundary) {
     // 399 ASCII bytes, then "é" (2 bytes): a cut at 400 bytes would split it.
     std::string desc = "AADSTS50000: " + std::string(399 - 13, 'x') + "\xc3\xa9" + " more";
     nlohmann::json body = {{"error", "invalid_request"}, {"error_description", desc}};
-    HttpResult http{true, "", 400, body.dump(), "application/json"};
+    HttpResult http{true, "", 400, body.dump(), "application/json", "", false};
     auto r = parse_token_response(http);
     EXPECT_LE(r.error.description.size(), 400u);
     EXPECT_EQ(r.error.description, desc.substr(0, 399));
     // and a description that is not a string does not throw
-    HttpResult odd{true, "", 400, R"({"error":"invalid_request","error_description":5})", ""};
+    HttpResult odd{true, "", 400, R"({"error":"invalid_request","error_description":5})", "", "", false};
     EXPECT_EQ(parse_token_response(odd).error.description, "");
 }
 
