@@ -1,6 +1,7 @@
 #include "oauth/http_client.hpp"
 
 #include "net/tls.hpp"
+#include "util/text.hpp"
 
 namespace xo::oauth {
 
@@ -35,29 +36,13 @@ std::optional<Url> parse_url(std::string_view url) {
     return u;
 }
 
-std::string url_encode(std::string_view s) {
-    static const char* hex = "0123456789ABCDEF";
-    std::string out;
-    out.reserve(s.size() * 3 / 2);
-    for (unsigned char c : s) {
-        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-            out += char(c);
-        } else {
-            out += '%';
-            out += hex[c >> 4];
-            out += hex[c & 15];
-        }
-    }
-    return out;
-}
-
 std::string encode_form(const Form& form) {
     std::string out;
     for (const auto& [k, v] : form) {
         if (!out.empty()) out += '&';
-        out += url_encode(k);
+        out += util::url_encode(k);
         out += '=';
-        out += url_encode(v);
+        out += util::url_encode(v);
     }
     return out;
 }

@@ -24,7 +24,6 @@ struct Url {
 };
 std::optional<Url> parse_url(std::string_view url);
 
-std::string url_encode(std::string_view s);
 using Form = std::vector<std::pair<std::string, std::string>>;
 std::string encode_form(const Form& form);
 // Parses "a=1&b=x%20y" (also a URL's query part); keys and values decoded.

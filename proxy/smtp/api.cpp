@@ -6,8 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include "diagnose/diagnose.hpp"
-#include "oauth/http_client.hpp"
 #include "util/base64.hpp"
+#include "util/text.hpp"
 
 namespace xo::smtp::api {
 
@@ -17,7 +17,12 @@ std::uint64_t max_message(Kind k) { return k == Kind::graph ? kGraphMaxMessage :
 
 namespace {
 
-Reply make(int code, std::string text) { return Reply{code, {std::move(text)}}; }
+// One reply line; at most 500 octets of text, so the line with its code fits
+// the 512 octets of RFC 5321 4.5.3.1.5 whatever an API or a socket error said.
+Reply make(int code, std::string text) {
+    if (text.size() > 500) text.resize(500);
+    return Reply{code, {std::move(text)}};
+}
 
 std::string lower(std::string_view s) {
     std::string out(s);
@@ -183,7 +188,7 @@ std::vector<std::string> extra_header_recipients(const std::vector<std::string>&
 std::string request_url(Kind k, std::string_view base, std::string_view mailbox) {
     std::string b(base);
     while (!b.empty() && b.back() == '/') b.pop_back();
-    std::string m = oauth::url_encode(mailbox);
+    std::string m = util::url_encode(mailbox);
     if (k == Kind::graph) return b + "/v1.0/users/" + m + "/sendMail";
     return b + "/upload/gmail/v1/users/" + m + "/messages/send?uploadType=media";
 }

@@ -1,5 +1,7 @@
 #include "util/text.hpp"
 
+#include <cctype>
+
 namespace xo::util {
 
 std::size_t utf8_sequence_length(std::string_view s, std::size_t at) {
@@ -79,6 +81,22 @@ std::string truncate_utf8(std::string_view s, std::size_t max_bytes) {
     // Step back over continuation bytes to the start of the character that straddles the cut.
     while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
     return std::string(s.substr(0, cut));
+}
+
+std::string url_encode(std::string_view s) {
+    static const char* hex = "0123456789ABCDEF";
+    std::string out;
+    out.reserve(s.size() * 3 / 2);
+    for (unsigned char c : s) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+            out += char(c);
+        } else {
+            out += '%';
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        }
+    }
+    return out;
 }
 
 }  // namespace xo::util

@@ -19,5 +19,7 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t at);
 std::string log_escape(std::string_view s);
 std::string utf8_safe(std::string_view s);
 std::string truncate_utf8(std::string_view s, std::size_t max_bytes);
+// RFC 3986 percent-encoding: every byte but the unreserved ALPHA DIGIT - . _ ~
+std::string url_encode(std::string_view s);
 
 }  // namespace xo::util

@@ -105,6 +105,16 @@ def main():
     for i, (status, body) in enumerate(bodies):
         write("token_json", str(i), bytes([status]) + json.dumps(body).encode())
     write("token_json", "html", b"\x08<html>Service Unavailable</html>")
+    # The API path: option bytes (chunk, kind, status high/low, refreshed), envelope lines, a message.
+    env = b"MAIL FROM:<erp@contoso.test>\nRCPT TO:<alice@contoso.test>\nRCPT TO:<Hidden@Contoso.test>\nDATA\n"
+    msg = b"To: Alice <alice@contoso.test>\r\nCc: bob@contoso.test,\r\n carol@contoso.test\r\nSubject: x\r\n\r\n..dot\r\nbody\r\n.\r\n"
+    write("smtp_api", "graph-202", bytes([7, 0, 0, 102, 0]) + env + msg)
+    write("smtp_api", "gmail-200", bytes([3, 1, 0, 100, 0]) + env + msg)
+    write("smtp_api", "graph-403", bytes([5, 0, 1, 47, 0]) +
+          b'{"error":{"code":"ErrorAccessDenied","message":"Access is denied. Check credentials and try again."}}')
+    write("smtp_api", "graph-429", bytes([5, 0, 1, 73, 1]) + b"120")
+    write("smtp_api", "gmail-400", bytes([5, 1, 1, 44, 0]) +
+          b'{"error":{"code":400,"message":"Precondition check failed.","status":"FAILED_PRECONDITION"}}')
     base = open(os.path.join(DATA, "config_base.yaml"), encoding="utf-8").read()
     write("config", "base", base.encode("utf-8"))
     # Each error case of config_errors.txt applied to the base, as the unit test does.

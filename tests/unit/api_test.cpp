@@ -156,6 +156,19 @@ TEST(Api, RepliesWhenNothingOrSomethingWasSent) {
     EXPECT_EQ(too_big(Kind::gmail).code, 552);
 }
 
+// Found by fuzz_smtp_api: a long error text made a reply line over RFC 5321's 512 octets.
+TEST(Api, EveryReplyLineFitsIn512Octets) {
+    const std::string long_why(2000, 'x');
+    const std::string long_body = R"({"id":")" + std::string(2000, 'i') + R"("})";
+    for (const Reply& r : {gave_up(Kind::graph, long_why), not_sent(Kind::gmail, long_why),
+                           unknown_outcome(Kind::graph, "erp@contoso.test", long_why),
+                           map_response(Kind::gmail, 200, long_body, "", false).reply,
+                           map_response(Kind::graph, 403, long_body, "", false).reply}) {
+        ASSERT_FALSE(r.lines.empty());
+        for (const auto& l : r.lines) EXPECT_LE(l.size() + 4, 512u) << r.code;
+    }
+}
+
 namespace {
 std::size_t open_spool_files() {
     std::size_t n = 0;
