@@ -63,6 +63,13 @@ private:
     awaitable<bool> resolve_pending();                 // reads the upstream's replies to what was forwarded
     awaitable<bool> prepare_mail(const std::string& sender, std::string& refusal);
     awaitable<DataEnd> stream_data(bool& client_lost);
+    // One piece of the message from the client through `scanner` into `out`
+    // (res: what the scanner took, whether the message ended). False when the
+    // client went away (the session's result says so). A message over
+    // max_message_size, or with a bare CR/LF the listener refuses, sets
+    // end.kind and clears `ok`; the rest of it is still read.
+    awaitable<bool> read_data(DataScanner& scanner, std::string& out, DataScanner::Result& res, DataEnd& end,
+                              bool& ok);
     // send_via graph / gmail_api: the envelope is kept here, the message spooled, then one API request.
     awaitable<bool> open_api(const config::Connection& c, const std::string& mailbox, net::UpstreamError& err);
     awaitable<DataEnd> stream_api(bool& client_lost);
@@ -366,6 +373,27 @@ awaitable<bool> Session::prepare_mail(const std::string& sender, std::string& re
 
 // Streams the message from the client to the upstream, unchanged but for line
 // ends, until CRLF.CRLF; only then is the upstream's final reply read.
+awaitable<bool> Session::read_data(DataScanner& scanner, std::string& out, DataScanner::Result& res, DataEnd& end,
+                                   bool& ok) {
+    error_code ec;
+    std::string_view chunk = co_await client_.read_some(ec);
+    if (ec) {
+        set_result(server::Result::aborted, "client lost during DATA: " + ec.message());
+        co_return false;
+    }
+    out.clear();
+    res = scanner.feed(chunk, out);
+    client_.consume(res.consumed);
+    if (ok && scanner.message_bytes() > listener_.max_message_size) {
+        end.kind = DataEnd::Kind::too_big;
+        ok = false;
+    } else if (ok && scanner.bare_newlines() > 0 && !machine_.bare_newline_allowed()) {
+        end.kind = DataEnd::Kind::bare_newline;
+        ok = false;
+    }
+    co_return true;
+}
+
 awaitable<DataEnd> Session::stream_data(bool& client_lost) {
     DataScanner scanner;
     std::string out;
@@ -376,24 +404,14 @@ awaitable<DataEnd> Session::stream_data(bool& client_lost) {
     client_.set_timeout(listener_.data_timeout);   // between two chunks of the message
     error_code ec;
     for (;;) {
-        std::string_view chunk = co_await client_.read_some(ec);
-        if (ec) {
+        DataScanner::Result res;
+        bool more = co_await read_data(scanner, out, res, end, upstream_ok);
+        if (!more) {
             // The client went away mid-message: the upstream never sees the final
             // dot, so nothing is delivered; the client was told nothing either.
-            set_result(server::Result::aborted, "client lost during DATA: " + ec.message());
             client_lost = true;
             co_await drop_upstream(false);
             co_return end;
-        }
-        out.clear();
-        auto res = scanner.feed(chunk, out);
-        client_.consume(res.consumed);
-        if (upstream_ok && scanner.message_bytes() > listener_.max_message_size) {
-            end.kind = DataEnd::Kind::too_big;
-            upstream_ok = false;
-        } else if (upstream_ok && scanner.bare_newlines() > 0 && !machine_.bare_newline_allowed()) {
-            end.kind = DataEnd::Kind::bare_newline;
-            upstream_ok = false;
         }
         if (!upstream_ok && upstream_) upstream_->link().close();   // the partial message is never ended
         if (upstream_ok && !out.empty()) {
@@ -481,24 +499,13 @@ awaitable<DataEnd> Session::stream_api(bool& client_lost) {
     bool ok = true;
     std::string spool_error;
     client_.set_timeout(listener_.data_timeout);
-    error_code ec;
     for (;;) {
-        std::string_view chunk = co_await client_.read_some(ec);
-        if (ec) {   // nothing sent; the spool (and its file) goes with this frame
-            set_result(server::Result::aborted, "client lost during DATA: " + ec.message());
+        DataScanner::Result res;
+        bool more = co_await read_data(scanner, out, res, end, ok);
+        if (!more) {   // nothing sent; the spool (and its file) goes with this frame
             client_lost = true;
             env_.clear();
             co_return end;
-        }
-        out.clear();
-        auto res = scanner.feed(chunk, out);
-        client_.consume(res.consumed);
-        if (ok && scanner.message_bytes() > listener_.max_message_size) {
-            end.kind = DataEnd::Kind::too_big;
-            ok = false;
-        } else if (ok && scanner.bare_newlines() > 0 && !machine_.bare_newline_allowed()) {
-            end.kind = DataEnd::Kind::bare_newline;
-            ok = false;
         }
         if (ok) {
             plain.clear();

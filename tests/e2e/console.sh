@@ -15,27 +15,10 @@ STORE=$WORK/state/tokens.db
 mkdir -p "$WORK/state" "$WORK/screenshots"; chmod 700 "$WORK/state"
 CONSOLE_PW='console pass"word'
 HASH=$(hash_password "$CONSOLE_PW")
+interactive_connections "$CFG" ms-device ms-delegated
 $PY - "$CFG" "$HASH" <<PYEOF
 import sys
 p, h = sys.argv[1], sys.argv[2]; s = open(p).read()
-up = """    smtp: {host: localhost, port: $SMTP_STARTTLS_PORT, tls: starttls}
-    imap: {host: localhost, port: $IMAPS_PORT, tls: implicit}
-    pop3: {host: localhost, port: $POP3S_PORT, tls: implicit}
-    ca_file: $CA_FILE
-"""
-s = s.replace("  ms-cert:", """  ms-device:
-    provider: microsoft
-    flow: device_code
-    tenant: $MS_TENANT_ID
-    client_id: $MS_PUBLIC_CLIENT_ID
-    authority: $IDP_URL
-""" + up + """  ms-delegated:
-    provider: microsoft
-    flow: authorization_code
-    tenant: $MS_TENANT_ID
-    client_id: $MS_PUBLIC_CLIENT_ID
-    authority: $IDP_URL
-""" + up + "  ms-cert:", 1)
 hp = s.split('login: erp, password_hash: "')[1].split('"')[0]
 s = s.replace("senders:", """  - {login: bob-device, password_hash: "%s", connection: ms-device, mailbox: bob@contoso.test}
   - {login: alice-deleg, password_hash: "%s", connection: ms-delegated, mailbox: alice@contoso.test}

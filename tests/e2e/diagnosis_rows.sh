@@ -16,35 +16,10 @@ STORE=$WORK/state/tokens.db
 mkdir -p "$WORK/state"; chmod 700 "$WORK/state"
 # The interactive connections: device code and authorization code (Microsoft),
 # authorization code (Google), their refresh tokens in a file store.
+interactive_connections "$CFG" ms-device ms-delegated gmail-user
 $PY - "$CFG" <<PYEOF
 import sys
 p = sys.argv[1]; s = open(p).read()
-up = """    smtp: {host: localhost, port: $SMTP_STARTTLS_PORT, tls: starttls}
-    imap: {host: localhost, port: $IMAPS_PORT, tls: implicit}
-    pop3: {host: localhost, port: $POP3S_PORT, tls: implicit}
-    ca_file: $CA_FILE
-"""
-conns = """  ms-device:
-    provider: microsoft
-    flow: device_code
-    tenant: $MS_TENANT_ID
-    client_id: $MS_PUBLIC_CLIENT_ID
-    authority: $IDP_URL
-""" + up + """  ms-delegated:
-    provider: microsoft
-    flow: authorization_code
-    tenant: $MS_TENANT_ID
-    client_id: $MS_PUBLIC_CLIENT_ID
-    authority: $IDP_URL
-""" + up + """  gmail-user:
-    provider: google
-    flow: authorization_code
-    client_id: $GOOGLE_CLIENT_ID
-    client_secret: {file: $GOOGLE_CLIENT_SECRET_FILE}
-    authorize_url: $GOOGLE_AUTHORIZE_URL
-    token_url: $GOOGLE_TOKEN_URL
-""" + up
-s = s.replace("  ms-cert:", conns + "  ms-cert:", 1)
 s = s.replace("tokens: {backoff: 100ms}", "tokens: {backoff: 100ms, store: $STORE}")
 open(p, "w").write(s)
 PYEOF

@@ -12,35 +12,10 @@ world_start
 proxy_config
 STORE=$WORK/state/tokens.db
 mkdir -p "$WORK/state"; chmod 700 "$WORK/state"
+interactive_connections "$WORK/proxy.yaml" ms-delegated ms-device gmail-user
 $PY - "$WORK/proxy.yaml" <<PYEOF
 import sys
 p = sys.argv[1]; s = open(p).read()
-up = """    smtp: {host: localhost, port: $SMTP_STARTTLS_PORT, tls: starttls}
-    imap: {host: localhost, port: $IMAPS_PORT, tls: implicit}
-    pop3: {host: localhost, port: $POP3S_PORT, tls: implicit}
-    ca_file: $CA_FILE
-"""
-conns = """  ms-delegated:
-    provider: microsoft
-    flow: authorization_code
-    tenant: $MS_TENANT_ID
-    client_id: $MS_PUBLIC_CLIENT_ID
-    authority: $IDP_URL
-""" + up + """  ms-device:
-    provider: microsoft
-    flow: device_code
-    tenant: $MS_TENANT_ID
-    client_id: $MS_PUBLIC_CLIENT_ID
-    authority: $IDP_URL
-""" + up + """  gmail-user:
-    provider: google
-    flow: authorization_code
-    client_id: $GOOGLE_CLIENT_ID
-    client_secret: {file: $GOOGLE_CLIENT_SECRET_FILE}
-    authorize_url: $GOOGLE_AUTHORIZE_URL
-    token_url: $GOOGLE_TOKEN_URL
-""" + up
-s = s.replace("  ms-cert:", conns + "  ms-cert:", 1)
 h = s.split('login: erp, password_hash: "')[1].split('"')[0]
 s = s.replace("senders:", """  - {login: alice-deleg, password_hash: "%s", connection: ms-delegated, mailbox: alice@contoso.test}
   - {login: bob-device, password_hash: "%s", connection: ms-device, mailbox: bob@contoso.test}

@@ -146,6 +146,51 @@ proxy_stop() {
   PROXY_PID=""
 }
 
+# interactive_connections FILE NAME...: adds the named interactive-flow
+# connections to FILE (before ms-cert), on the test world's upstreams:
+# ms-device (Microsoft device code), ms-delegated (Microsoft authorization
+# code), gmail-user (Google authorization code). Their refresh tokens need a
+# store: the caller sets tokens.store.
+interactive_connections() {
+  local file=$1; shift
+  $PY - "$file" "$@" <<PYEOF
+import sys
+p, names = sys.argv[1], sys.argv[2:]
+up = """    smtp: {host: localhost, port: $SMTP_STARTTLS_PORT, tls: starttls}
+    imap: {host: localhost, port: $IMAPS_PORT, tls: implicit}
+    pop3: {host: localhost, port: $POP3S_PORT, tls: implicit}
+    ca_file: $CA_FILE
+"""
+known = {
+    "ms-device": """  ms-device:
+    provider: microsoft
+    flow: device_code
+    tenant: $MS_TENANT_ID
+    client_id: $MS_PUBLIC_CLIENT_ID
+    authority: $IDP_URL
+""",
+    "ms-delegated": """  ms-delegated:
+    provider: microsoft
+    flow: authorization_code
+    tenant: $MS_TENANT_ID
+    client_id: $MS_PUBLIC_CLIENT_ID
+    authority: $IDP_URL
+""",
+    "gmail-user": """  gmail-user:
+    provider: google
+    flow: authorization_code
+    client_id: $GOOGLE_CLIENT_ID
+    client_secret: {file: $GOOGLE_CLIENT_SECRET_FILE}
+    authorize_url: $GOOGLE_AUTHORIZE_URL
+    token_url: $GOOGLE_TOKEN_URL
+""",
+}
+s = open(p).read()
+s = s.replace("  ms-cert:", "".join(known[n] + up for n in names) + "  ms-cert:", 1)
+open(p, "w").write(s)
+PYEOF
+}
+
 idp_control() { curl -sS -m 5 -X POST -H 'Content-Type: application/json' -d "$1" "$IDP_CONTROL/_control" >/dev/null; }
 idp_reset() { curl -sS -m 5 -X POST "$IDP_CONTROL/_reset" >/dev/null; }
 idp_requests() {  # idp_requests CLIENT_ID -> number of token requests

@@ -14,20 +14,10 @@ CFG=$WORK/proxy.yaml
 STORE=$WORK/state/tokens.db
 mkdir -p "$WORK/state"; chmod 700 "$WORK/state"
 # A device-code connection (refresh token in the store) and an admin listener.
+interactive_connections "$CFG" ms-device
 $PY - "$CFG" <<PYEOF
 import sys
 p = sys.argv[1]; s = open(p).read()
-s = s.replace("  ms-cert:", """  ms-device:
-    provider: microsoft
-    flow: device_code
-    tenant: $MS_TENANT_ID
-    client_id: $MS_PUBLIC_CLIENT_ID
-    authority: $IDP_URL
-    smtp: {host: localhost, port: $SMTP_STARTTLS_PORT, tls: starttls}
-    imap: {host: localhost, port: $IMAPS_PORT, tls: implicit}
-    pop3: {host: localhost, port: $POP3S_PORT, tls: implicit}
-    ca_file: $CA_FILE
-  ms-cert:""", 1)
 s = s.replace("tokens: {backoff: 100ms}", "tokens: {backoff: 100ms, store: $STORE}\nadmin: {bind: \"127.0.0.1:$PROXY_ADMIN\"}")
 open(p, "w").write(s)
 PYEOF
