@@ -69,6 +69,12 @@ void UpstreamPool::hand_over(std::unique_lock<std::mutex>& lock, std::unique_ptr
 }
 
 void UpstreamPool::release(std::unique_ptr<Upstream> up, bool reusable) {
+    if (up && up->owes()) {   // nobody may wait on a reply that no one reads
+        if (reusable && pass_on(up)) return;
+        auto ex = up->link().executor();
+        asio::co_spawn(ex, settle_then_release(shared_from_this(), std::move(up), reusable), asio::detached);
+        return;
+    }
     std::unique_lock lock(mu_);
     if (!up) {
         hand_over(lock, nullptr);
@@ -79,6 +85,20 @@ void UpstreamPool::release(std::unique_ptr<Upstream> up, bool reusable) {
         up.reset();
     }
     hand_over(lock, std::move(up));
+}
+
+awaitable<void> UpstreamPool::settle_then_release(std::shared_ptr<UpstreamPool> self, std::unique_ptr<Upstream> up,
+                                                  bool reusable) {
+    error_code ec;
+    co_await up->settle(ec);
+    self->release(std::move(up), reusable && !ec);
+}
+
+bool UpstreamPool::pass_on(std::unique_ptr<Upstream>& up) {
+    std::unique_lock lock(mu_);
+    if (waiters_.empty() || retired_ || !usable(*up, clock::now())) return false;
+    hand_over(lock, std::move(up));
+    return true;
 }
 
 void UpstreamPool::forfeit() {

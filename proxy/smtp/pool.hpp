@@ -11,6 +11,11 @@
 // operation's completion, Beast's timeout handler included, runs on the
 // executor of the coroutine that started it (async_base::get_executor), and a
 // pooled session is used by one client session at a time.
+// Pipelined hand-over: pass_on() gives a session whose final reply to a
+// message is still due straight to the first waiter (the reply travels as an
+// OwedReply, see upstream.hpp), so that the waiter's commands follow the
+// message without a round trip in between. A session that owes replies never
+// sits idle: release() reads them first.
 #pragma once
 #include <chrono>
 #include <deque>
@@ -45,7 +50,11 @@ public:
     awaitable<Lease> acquire();
     // Back after a transaction. `reusable`: the session is authenticated and in
     // RSET state; otherwise it is closed.
+    // A session that still owes replies to others is settled first (in a coroutine of its own).
     void release(std::unique_ptr<Upstream> up, bool reusable);
+    // Hands `up` (which owes its holder's final reply) to the first waiter, if one
+    // waits and the session may serve again; else false and `up` stays with the caller.
+    bool pass_on(std::unique_ptr<Upstream>& up);
     void forfeit();   // room from acquire() not used, or a session that was lost
     // A reload changed this pool's connection: idle sessions close now, the
     // ones in use close when they come back.
@@ -67,6 +76,8 @@ private:
     };
     bool usable(const Upstream& up, std::chrono::steady_clock::time_point now) const;
     void hand_over(std::unique_lock<std::mutex>& lock, std::unique_ptr<Upstream> up);   // to a waiter, or idle
+    static awaitable<void> settle_then_release(std::shared_ptr<UpstreamPool> self, std::unique_ptr<Upstream> up,
+                                               bool reusable);
     void sweep(std::chrono::steady_clock::time_point now);   // closes idle sessions past their time (mu_ held)
     void schedule_sweep(const asio::any_io_executor& ex);
 

@@ -426,7 +426,24 @@ awaitable<DataEnd> Session::stream_data(bool& client_lost) {
         if (res.done) break;
     }
     if (upstream_ok) {
-        end.reply = co_await upstream_->read_reply(ec);
+        upstream_->message_sent();
+        // Pipelined hand-over: a client of the mailbox waits for a session, so this one goes
+        // to it now, and its commands follow the message in the same round trip; whoever
+        // reads next delivers our final reply here.
+        std::shared_ptr<OwedReply> owed;
+        if (pool_ && upstream_->capabilities().pipelining && pool_->waiting() > 0) {
+            asio::any_io_executor ex = co_await asio::this_coro::executor;
+            owed = std::make_shared<OwedReply>(ex);
+            upstream_->owe(owed);
+            if (pool_->pass_on(upstream_)) {
+                pool_.reset();
+            } else {
+                upstream_->unowe();
+                owed.reset();
+            }
+        }
+        if (owed) end.reply = co_await owed->wait(std::chrono::minutes(11), ec);
+        else end.reply = co_await upstream_->read_reply(ec);
         if (ec) {
             end.kind = DataEnd::Kind::upstream_lost;
             upstream_error = "upstream lost before its final reply: " + ec.message();
@@ -437,7 +454,6 @@ awaitable<DataEnd> Session::stream_data(bool& client_lost) {
     switch (end.kind) {
         case DataEnd::Kind::relayed:
             if (end.reply.code / 100 == 2) {
-                if (upstream_) upstream_->message_sent();
                 ++messages_;
                 bytes_in_ += scanner.message_bytes();
                 ++s_->counters.messages_relayed;

@@ -19,8 +19,52 @@ awaitable<Reply> Upstream::command(std::string_view line, error_code& ec) {
     co_return co_await read_reply(ec);
 }
 
+namespace {
+void deliver(const std::shared_ptr<OwedReply>& o, Reply r, error_code ec) {
+    asio::post(o->ex, [o, r = std::move(r), ec]() mutable {
+        if (o->done) return;
+        o->reply = std::move(r);
+        o->ec = ec;
+        o->done = true;
+        o->timer.cancel();
+    });
+}
+}  // namespace
+
+awaitable<Reply> OwedReply::wait(std::chrono::steady_clock::duration limit, error_code& out) {
+    timer.expires_after(limit);
+    while (!done) {
+        error_code e;
+        co_await timer.async_wait(asio::redirect_error(use_awaitable, e));
+        if (!e && !done) {   // the limit passed: the session's reader never got to it
+            out = beast::error::timeout;
+            co_return Reply{};
+        }
+    }
+    out = ec;
+    co_return reply;
+}
+
+Upstream::~Upstream() {
+    for (auto& o : owed_) deliver(o, Reply{}, asio::error::operation_aborted);
+}
+
+awaitable<void> Upstream::settle(error_code& ec) {
+    while (!owed_.empty() && !ec) {
+        Reply r;
+        co_await read_through(parser_, r, ReplyParser::Status::reply, ReplyParser::Status::error, ec);
+        if (ec) break;
+        deliver(owed_.front(), std::move(r), {});
+        owed_.pop_front();
+    }
+    for (auto& o : owed_) deliver(o, Reply{}, ec);
+    owed_.clear();
+}
+
 awaitable<Reply> Upstream::read_reply(error_code& ec) {
     Reply reply;
+    if (!owed_.empty()) co_await settle(ec);
+    if (ec) co_return reply;
     co_await read_through(parser_, reply, ReplyParser::Status::reply, ReplyParser::Status::error, ec);
     co_return reply;
 }

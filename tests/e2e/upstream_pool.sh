@@ -14,6 +14,11 @@
 #  d) one token request at the identity provider for b), c) and e)
 #  e) IMAP obeys max_imap_sessions (2 here): a third login of the mailbox waits
 #     until one of two open sessions logs out, Dovecot never sees a third
+#  f) pipelined hand-over: a second front (--limit 1, its reply to each end of
+#     data held 300 ms, as over a WAN) and max_upstream_sessions: 1; 8 clients
+#     at once, one message each: the next client's commands go out behind the
+#     previous message before its reply is back (the front logs PIPELINED),
+#     all 8 are delivered exactly once, never a second session, never a 432
 # XO_POOL_KEYS=0 leaves the pool keys out of the proxy config (to run b-d
 # against a proxy that does not know them yet; b-d are then expected to fail).
 # XO_POOL_B_CONC=3 runs b) with 3 clients at once instead of 50: a self-check of
@@ -23,8 +28,10 @@ world_start
 PW='erp-pass word"1'
 FRONT=$SMTP_EXCHANGE_PORT
 SAMPLER_PID=""
+FRONT_F=$((PORT_BASE + 90)) FRONT_F_PID=""
 extra_cleanup() {
   [ -n "$SAMPLER_PID" ] && { kill "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; }
+  [ -n "$FRONT_F_PID" ] && { kill "$FRONT_F_PID" 2>/dev/null || true; wait "$FRONT_F_PID" 2>/dev/null || true; }
   return 0
 }
 maildir_count() {  # maildir_count MAILBOX: messages delivered to it so far
@@ -76,17 +83,22 @@ echo "== b) 50 clients at once through the proxy, 2 messages each"
 proxy_config "$WORK/proxy.yaml"
 pool_keys="    max_upstream_sessions: 3\n    upstream_wait: 30s\n    max_imap_sessions: 2\n"
 [ "${XO_POOL_KEYS:-1}" = 0 ] && pool_keys=""
-# connection ms-secret (login erp -> erp@contoso.test) goes to the front instead of Postfix
-$PY - "$WORK/proxy.yaml" "$FRONT" "$SMTP_STARTTLS_PORT" "$pool_keys" <<'PYEOF'
+# connection ms-secret (login erp -> erp@contoso.test) goes to the front instead of Postfix;
+# ms-pipe (login pipe, the same mailbox) to f)'s front, one session at most
+$PY - "$WORK/proxy.yaml" "$FRONT" "$SMTP_STARTTLS_PORT" "$pool_keys" "$FRONT_F" <<'PYEOF'
 import sys
-path, front, sub, keys = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].replace("\\n", "\n")
+path, front, sub, keys, front_f = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].replace("\\n", "\n"), sys.argv[5]
 s = open(path).read()
 head, rest = s.split("  ms-secret:\n", 1)
 block, tail = rest.split("  ms-cert:\n", 1)
 old = "smtp: {host: localhost, port: %s, tls: starttls}" % sub
 assert old in block
+pipe = block.replace(old, "smtp: {host: localhost, port: %s, tls: starttls}" % front_f) + \
+    "    max_upstream_sessions: 1\n    upstream_wait: 60s\n"
 block = block.replace(old, "smtp: {host: localhost, port: %s, tls: starttls}" % front) + keys
-open(path, "w").write(head + "  ms-secret:\n" + block + "  ms-cert:\n" + tail)
+tail = tail.replace("users:\n", "users:\n  - {login: pipe, password_hash: \"%s\", connection: ms-pipe, mailbox: erp@contoso.test}\n"
+                    % s.split("login: erp, password_hash: \"", 1)[1].split("\"", 1)[0], 1)
+open(path, "w").write(head + "  ms-secret:\n" + block + "  ms-pipe:\n" + pipe + "  ms-cert:\n" + tail)
 PYEOF
 idp_reset
 proxy_start "$WORK/proxy.yaml"
@@ -170,8 +182,29 @@ check "e: the first two selected INBOX too" bash -c "grep -q '^SELECT OK' '$WORK
 echo "== d) token requests"
 n=$(idp_requests "$MS_SECRET_CLIENT_ID")
 check "d: exactly one token request at the identity provider for b), c) and e) ($n)" test "$n" -eq 1
+
+echo "== f) pipelined hand-over: one upstream session, its end-of-data replies 300 ms late"
+$PY "$SRC/tests/world/exchange_front.py" "$FRONT_F" "$SMTP_STARTTLS_PORT" "$WORLD_ROOT/tls/localhost.pem" \
+  "$WORLD_ROOT/tls/localhost.key" "$CA_FILE" "$WORK/front-f.log" --limit 1 --eod-delay-ms 300 \
+  </dev/null >"$WORK/front-f.stderr" 2>&1 &
+FRONT_F_PID=$!
+wait_port "$FRONT_F" 10 || fail "f: the second front did not start"
+XO_PASSWORD=$PW timeout 200 $PY "$SRC/tests/clients/pool_load.py" 127.0.0.1 "$PROXY_SMTP" pipe erp@contoso.test \
+  pool-f@contoso.test --sessions 8 --conc 8 --messages 1 --tag pool-f --timeout 90 >"$WORK/f.out" 2>&1 || true
+summary=$(grep '^SUMMARY' "$WORK/f.out" || echo "SUMMARY missing")
+check "f: 8 clients at once, 8 messages accepted ($summary)" grep -q '^SUMMARY sent=8 failed=0 ' "$WORK/f.out"
+got=$(wait_delivered pool-f@contoso.test 8)
+check "f: all 8 delivered ($got)" test "$got" -eq 8
+subjects=$(grep -h '^Subject: pool-f-' "$MAIL_DIR"/contoso.test/pool-f/Maildir/new/* 2>/dev/null | sort | uniq | wc -l)
+check "f: each exactly once (8 distinct subjects in $got messages)" test "$subjects" -eq 8 -a "$got" -eq 8
+piped=$(grep -c ' PIPELINED erp@contoso.test after end of data' "$WORK/front-f.log" || true)
+check "f: the next transaction went out behind a message before its reply came back ($piped of 7 hand-overs)" \
+  test "$piped" -ge 4
+check "f: one upstream session at most, no 432 (MAX $(awk '$2 == "MAX" {x = $4} END {print x + 0}' "$WORK/front-f.log"))" \
+  bash -c "! grep -q ' REFUSED ' '$WORK/front-f.log' && awk '\$2 == \"MAX\" && \$4 > 1 {bad = 1} END {exit bad}' '$WORK/front-f.log'"
+
 grep -v '^$' "$IDP_ISSUED_TOKENS" > "$WORK/issued" || true
-grep -qF -f "$WORK/issued" "$WORK/proxy.log" "$EXCHANGE_LOG" "$WORK/b.out" "$WORK/c.out" \
+grep -qF -f "$WORK/issued" "$WORK/proxy.log" "$EXCHANGE_LOG" "$WORK/b.out" "$WORK/c.out" "$WORK/f.out" "$WORK/front-f.log" \
   && fail "a token issued in this run appears in the proxy's or the front's log" \
   || pass "no token issued in this run ($(wc -l < "$WORK/issued")) in the proxy's or the front's log"
 

@@ -15,16 +15,24 @@ replaces its (now authenticated) Postfix leg with a fresh unauthenticated one
 (EHLO, STARTTLS, EHLO), so the session goes on unauthenticated, as Exchange's
 does. DATA content and BDAT chunks are relayed as they come.
 
+With --eod-delay-ms N it plays a WAN or a busy Exchange at the end of a
+message: Postfix's reply to the final dot (or to BDAT ... LAST) is held N ms
+before it is relayed. If the client's next commands are already there when the
+reply goes out (it pipelined them behind the message, as RFC 2920 allows), the
+front logs "PIPELINED <mailbox> after end of data".
+
 Log (one line each, flushed; never a token):
   CONNECT n=<connections so far>
   OPEN <mailbox> count=<authenticated sessions of it now>
   REFUSED <mailbox> count=<its authenticated sessions> (the 432)
   CLOSE <mailbox> count=<its authenticated sessions left> (at QUIT before the 221, else at close)
+  PIPELINED <mailbox> after end of data   (only with --eod-delay-ms)
   MAX <mailbox> <n>   at each new peak of sessions that wanted to be
                       authenticated at once (granted + the one refused: a
                       MAX above the limit means 432s were given)
-usage: exchange_front.py PORT UPSTREAM_PORT CERT KEY CA LOG [--limit 3] [--max-sessions 500]"""
+usage: exchange_front.py PORT UPSTREAM_PORT CERT KEY CA LOG [--limit 3] [--max-sessions 500] [--eod-delay-ms 0]"""
 import base64
+import select
 import socket
 import ssl
 import sys
@@ -36,6 +44,7 @@ port, up_port = int(port), int(up_port)
 opts = dict(zip(sys.argv[7::2], sys.argv[8::2]))
 LIMIT = int(opts.get("--limit", "3"))
 MAX_SESSIONS = int(opts.get("--max-sessions", "500"))
+EOD_DELAY = float(opts.get("--eod-delay-ms", "0")) / 1000
 TIMEOUT = 120           # seconds of silence on either leg before the session is dropped
 MAX_LINE = 1 << 16      # a command (or SASL data) line longer than this ends the session
 REFUSAL = b"432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded\r\n"
@@ -104,6 +113,13 @@ class Leg:
     def send(self, data):
         self.sock.sendall(data)
 
+    def waiting(self):   # bytes from the peer already here, not yet read
+        if self.buf:
+            return True
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
+        return bool(select.select([self.sock], [], [], 0)[0])
+
     def starttls(self, ctx, **kw):
         if self.buf:     # bytes pipelined after STARTTLS: plaintext injection
             raise EOFError
@@ -155,6 +171,17 @@ def release(mailbox):
         with lock:
             active[mailbox] -= 1
             log("CLOSE %s count=%d" % (mailbox, active[mailbox]))
+
+
+def end_of_data(cl, up, mailbox):
+    """Postfix's reply to the end of a message, held EOD_DELAY first."""
+    r = up.reply()[0]
+    if EOD_DELAY:
+        time.sleep(EOD_DELAY)
+        if cl.waiting():
+            with lock:
+                log("PIPELINED %s after end of data" % mailbox)
+    cl.send(r)
 
 
 def session(conn):
@@ -221,12 +248,15 @@ def session(conn):
                     up.send(d)
                     if d == b".\r\n":
                         break
-                cl.send(up.reply()[0])
+                end_of_data(cl, up, mailbox)
             elif verb == b"BDAT":
                 words = ln.split()
                 n = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
                 up.send(ln + cl.take(n))
-                cl.send(up.reply()[0])
+                if len(words) > 2 and words[2].upper() == b"LAST":
+                    end_of_data(cl, up, mailbox)
+                else:
+                    cl.send(up.reply()[0])
             elif verb == b"QUIT":
                 up.send(ln)
                 r, _ = up.reply()
