@@ -83,6 +83,9 @@ void UpstreamPool::release(std::unique_ptr<Upstream> up, bool reusable) {
     if (!reusable || retired_ || !usable(*up, clock::now())) {
         up->link().close();
         up.reset();
+    } else {
+        proven_ = clock::now();
+        smtputf8_ = up->capabilities().smtputf8;
     }
     hand_over(lock, std::move(up));
 }
@@ -97,6 +100,8 @@ awaitable<void> UpstreamPool::settle_then_release(std::shared_ptr<UpstreamPool> 
 bool UpstreamPool::pass_on(std::unique_ptr<Upstream>& up) {
     std::unique_lock lock(mu_);
     if (waiters_.empty() || retired_ || !usable(*up, clock::now())) return false;
+    proven_ = clock::now();   // it has just taken a whole transaction
+    smtputf8_ = up->capabilities().smtputf8;
     hand_over(lock, std::move(up));
     return true;
 }
@@ -147,6 +152,13 @@ void UpstreamPool::schedule_sweep(const asio::any_io_executor& ex) {
         self->sweep(clock::now());
         if (!self->idle_.empty()) self->schedule_sweep(timer->get_executor());
     });
+}
+
+bool UpstreamPool::busy_and_proven(bool& smtputf8) const {
+    std::lock_guard lock(mu_);
+    if (retired_ || total_ == 0 || !idle_.empty() || clock::now() - proven_ > limits_.idle) return false;
+    smtputf8 = smtputf8_;
+    return true;
 }
 
 std::size_t UpstreamPool::open_sessions() const {

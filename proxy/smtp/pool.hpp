@@ -63,6 +63,13 @@ public:
     // cutting idle connections), so the others, opened to the same server, likely are too.
     void drop_idle();
 
+    // The warm AUTH path: true when every session of the pool is in use and one
+    // came back healthy within upstream_idle (as long as an idle session is
+    // trusted without a probe): the mailbox's upstream is proven, and a login
+    // need not take a session from the clients with mail to send.
+    // `smtputf8`: whether those sessions' server offers SMTPUTF8.
+    bool busy_and_proven(bool& smtputf8) const;
+
     std::size_t open_sessions() const;   // idle + in use + being opened
     std::size_t idle_sessions() const;
     std::size_t waiting() const;
@@ -92,6 +99,8 @@ private:
     std::deque<std::shared_ptr<Waiter>> waiters_;
     bool sweep_scheduled_ = false;
     bool retired_ = false;
+    std::chrono::steady_clock::time_point proven_{};   // a session last came back healthy
+    bool smtputf8_ = false;                            // ... from a server offering SMTPUTF8
 };
 
 // One pool per (connection, mailbox), made on first use. Shared by the

@@ -86,6 +86,7 @@ private:
     bool retire_ = false;                           // the upstream refused more work (432)
     std::deque<std::string> inflight_;              // forwarded lines whose replies are still due
     bool flush_upstream_ = false;                   // forwards queued, not yet written
+    bool for_auth_ = false;                         // open_upstream() runs for AUTH, not for a MAIL
     bool api_ = false;                              // the transaction goes out through an API, not SMTP
     api::Kind api_kind_ = api::Kind::graph;
     api::Envelope env_;                             // api_: MAIL and RCPT so far
@@ -156,7 +157,9 @@ awaitable<bool> Session::execute(Actions actions) {
                 break;
             }
             case Action::Kind::login: {
+                for_auth_ = true;
                 server::LoginOutcome o = co_await login_and_open(std::move(a.text), std::move(a.secret));
+                for_auth_ = false;
                 if (o != server::LoginOutcome::ok) co_await drop_upstream(false);
                 if (upstream_) machine_.set_upstream_smtputf8(upstream_->capabilities().smtputf8);
                 give_back(true);   // proved: the first MAIL takes it (or another) from the pool
@@ -296,6 +299,17 @@ awaitable<bool> Session::open_upstream(const config::Connection& c, const std::s
     machine_.set_max_message_size(listener_.max_message_size);
     if (api_for(c)) co_return co_await open_api(c, mailbox, err);
     auto pool = s_->smtp_pools->get(c, mailbox);
+    // The warm path for AUTH: while every session of the mailbox is busy and one came back
+    // healthy lately, the upstream is proven; with a token from the cache the login is
+    // answered at once instead of queueing for a session that clients with mail wait for.
+    bool smtputf8 = false;
+    if (for_auth_ && pool->busy_and_proven(smtputf8)) {
+        oauth::TokenResult t = co_await s_->tokens->get(c.name, mailbox);
+        if (t.ok()) {
+            machine_.set_upstream_smtputf8(smtputf8);
+            co_return true;
+        }
+    }
     UpstreamPool::Lease lease = co_await pool->acquire();
     if (!lease.ok()) {
         pool_timeout_ = true;

@@ -19,6 +19,10 @@
 #     at once, one message each: the next client's commands go out behind the
 #     previous message before its reply is back (the front logs PIPELINED),
 #     all 8 are delivered exactly once, never a second session, never a 432
+#  g) the warm AUTH path: while the one session of ms-pipe is held by a client
+#     inside a transaction, another client's AUTH is answered 235 at once
+#     (the session came back healthy in f), the token is in the cache), not
+#     after the holder lets go; both messages are delivered
 # XO_POOL_KEYS=0 leaves the pool keys out of the proxy config (to run b-d
 # against a proxy that does not know them yet; b-d are then expected to fail).
 # XO_POOL_B_CONC=3 runs b) with 3 clients at once instead of 50: a self-check of
@@ -202,6 +206,44 @@ check "f: the next transaction went out behind a message before its reply came b
   test "$piped" -ge 4
 check "f: one upstream session at most, no 432 (MAX $(awk '$2 == "MAX" {x = $4} END {print x + 0}' "$WORK/front-f.log"))" \
   bash -c "! grep -q ' REFUSED ' '$WORK/front-f.log' && awk '\$2 == \"MAX\" && \$4 > 1 {bad = 1} END {exit bad}' '$WORK/front-f.log'"
+
+echo "== g) AUTH while every session of the mailbox is busy"
+# X holds the session inside a transaction until Y has its 235 (or 15 s pass).
+XO_PASSWORD=$PW timeout 60 $PY - 127.0.0.1 "$PROXY_SMTP" "$WORK/g.go" X >"$WORK/g-x.out" 2>&1 <<'PY' &
+import os, smtplib, sys, time
+host, port, go, name = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+s = smtplib.SMTP(host, port, timeout=50)
+s.login("pipe", os.environ["XO_PASSWORD"])
+s.mail("erp@contoso.test"); s.rcpt("pool-g@contoso.test")
+print("HOLDING", flush=True)
+end = time.time() + 15
+while not os.path.exists(go) and time.time() < end:
+    time.sleep(0.05)
+print("LET GO", "after Y's 235" if os.path.exists(go) else "after 15 s without Y's 235", flush=True)
+code, _ = s.data(b"Subject: pool-g-x\r\n\r\nheld\r\n")
+print("DATA", code, flush=True)
+s.quit()
+PY
+GX=$!
+wait_grep -x HOLDING "$WORK/g-x.out" || fail "g: X did not get inside a transaction"
+XO_PASSWORD=$PW timeout 60 $PY - 127.0.0.1 "$PROXY_SMTP" "$WORK/g.go" >"$WORK/g-y.out" 2>&1 <<'PY'
+import os, smtplib, sys
+host, port, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = smtplib.SMTP(host, port, timeout=50)
+code, _ = s.login("pipe", os.environ["XO_PASSWORD"])
+print("AUTH", code, flush=True)
+open(go, "w").close()
+s.sendmail("erp@contoso.test", ["pool-g@contoso.test"], b"Subject: pool-g-y\r\n\r\nafter\r\n")
+print("SENT", flush=True)
+s.quit()
+PY
+wait "$GX" || true
+check "g: Y's AUTH was answered while X held the only session ($(tr '\n' ' ' < "$WORK/g-x.out"))" \
+  grep -qx "LET GO after Y's 235" "$WORK/g-x.out"
+check "g: Y authenticated (235) and sent, X's message accepted ($(tr '\n' ' ' < "$WORK/g-y.out"))" \
+  bash -c "grep -qx 'AUTH 235' '$WORK/g-y.out' && grep -qx SENT '$WORK/g-y.out' && grep -qx 'DATA 250' '$WORK/g-x.out'"
+got=$(wait_delivered pool-g@contoso.test 2)
+check "g: both delivered ($got)" test "$got" -eq 2
 
 grep -v '^$' "$IDP_ISSUED_TOKENS" > "$WORK/issued" || true
 grep -qF -f "$WORK/issued" "$WORK/proxy.log" "$EXCHANGE_LOG" "$WORK/b.out" "$WORK/c.out" "$WORK/f.out" "$WORK/front-f.log" \
