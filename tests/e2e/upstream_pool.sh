@@ -47,6 +47,20 @@ wait_delivered() {  # wait_delivered MAILBOX N [seconds]: until N messages are t
   while [ "$(maildir_count "$1")" -lt "$2" ] && [ $SECONDS -lt $end ]; do sleep 0.2; done
   maildir_count "$1"
 }
+# pool_run STEP LOGIN RCPT SESSIONS CONC MESSAGES: tests/clients/pool_load.py through the proxy (subjects
+# pool-STEP-*, output in $WORK/STEP.out); checks that every message was accepted, then delivered
+pool_run() {
+  local step=$1 login=$2 rcpt=$3 sessions=$4 conc=$5 msgs=$6 n summary got
+  n=$((sessions * msgs))
+  XO_PASSWORD=$PW timeout 200 $PY "$SRC/tests/clients/pool_load.py" 127.0.0.1 "$PROXY_SMTP" "$login" erp@contoso.test \
+    "$rcpt" --sessions "$sessions" --conc "$conc" --messages "$msgs" --tag "pool-$step" --timeout 90 >"$WORK/$step.out" 2>&1 || true
+  summary=$(grep '^SUMMARY' "$WORK/$step.out" || echo "SUMMARY missing")
+  check "$step: $sessions sessions, $conc at once: $n messages accepted, 0 client-visible failures ($summary)" \
+    grep -q "^SUMMARY sent=$n failed=0 " "$WORK/$step.out"
+  { grep '^FAIL' "$WORK/$step.out" | head -3 | sed 's/^/  first failure: /'; } || true
+  got=$(wait_delivered "$rcpt" "$n")
+  check "$step: all $n delivered to the Maildir ($got)" test "$got" -eq "$n"
+}
 front_lines() {  # front_lines FROM_LINE: the front's log from that line on
   tail -n +"$1" "$EXCHANGE_LOG"
 }
@@ -115,14 +129,8 @@ start_line=$(($(wc -l < "$EXCHANGE_LOG") + 1))
     sleep 0.1
   done ) &
 SAMPLER_PID=$!
-XO_PASSWORD=$PW timeout 200 $PY "$SRC/tests/clients/pool_load.py" 127.0.0.1 "$PROXY_SMTP" erp erp@contoso.test \
-  pool-b@contoso.test --sessions 50 --conc "${XO_POOL_B_CONC:-50}" --messages 2 --tag pool-b --timeout 90 >"$WORK/b.out" 2>&1 || true
+pool_run b erp pool-b@contoso.test 50 "${XO_POOL_B_CONC:-50}" 2
 touch "$WORK/ss.stop"; wait "$SAMPLER_PID" 2>/dev/null || true; SAMPLER_PID=""
-summary=$(grep '^SUMMARY' "$WORK/b.out" || echo "SUMMARY missing")
-check "b: 0 client-visible failures, 100 messages accepted ($summary)" grep -q '^SUMMARY sent=100 failed=0 ' "$WORK/b.out"
-{ grep '^FAIL' "$WORK/b.out" | head -3 | sed 's/^/  first failure: /'; } || true
-got=$(wait_delivered pool-b@contoso.test 100)
-check "b: all 100 messages delivered to the Maildir ($got)" test "$got" -eq 100
 ss_max=$(sort -n "$WORK/ss.samples" | tail -1); ss_n=$(wc -l < "$WORK/ss.samples")
 check "b: never more than 3 proxy connections to the front in $ss_n ss samples (max ${ss_max:-none})" \
   test -n "$ss_max" -a "${ss_max:-99}" -le 3 -a "$ss_n" -ge 2
@@ -133,12 +141,7 @@ check "b: the front never had to answer 432 ($refused)" test "$refused" -eq 0
 
 echo "== c) 50 one-message sessions in a row"
 c_line=$(($(wc -l < "$EXCHANGE_LOG") + 1))
-XO_PASSWORD=$PW timeout 200 $PY "$SRC/tests/clients/pool_load.py" 127.0.0.1 "$PROXY_SMTP" erp erp@contoso.test \
-  pool-c@contoso.test --sessions 50 --conc 1 --messages 1 --tag pool-c --timeout 90 >"$WORK/c.out" 2>&1 || true
-summary=$(grep '^SUMMARY' "$WORK/c.out" || echo "SUMMARY missing")
-check "c: 50 sessions, 50 messages accepted ($summary)" grep -q '^SUMMARY sent=50 failed=0 ' "$WORK/c.out"
-got=$(wait_delivered pool-c@contoso.test 50)
-check "c: all 50 delivered ($got)" test "$got" -eq 50
+pool_run c erp pool-c@contoso.test 50 1 1
 opens=$(front_lines "$c_line" | grep -c ' OPEN erp@contoso.test ' || true)
 conns=$(front_lines "$c_line" | grep -c ' CONNECT ' || true)
 check "c: at most 3 upstream sessions opened for 50 sessions in a row ($opens authenticated, $conns connections)" \
@@ -193,13 +196,9 @@ $PY "$SRC/tests/world/exchange_front.py" "$FRONT_F" "$SMTP_STARTTLS_PORT" "$WORL
   </dev/null >"$WORK/front-f.stderr" 2>&1 &
 FRONT_F_PID=$!
 wait_port "$FRONT_F" 10 || fail "f: the second front did not start"
-XO_PASSWORD=$PW timeout 200 $PY "$SRC/tests/clients/pool_load.py" 127.0.0.1 "$PROXY_SMTP" pipe erp@contoso.test \
-  pool-f@contoso.test --sessions 8 --conc 8 --messages 1 --tag pool-f --timeout 90 >"$WORK/f.out" 2>&1 || true
-summary=$(grep '^SUMMARY' "$WORK/f.out" || echo "SUMMARY missing")
-check "f: 8 clients at once, 8 messages accepted ($summary)" grep -q '^SUMMARY sent=8 failed=0 ' "$WORK/f.out"
-got=$(wait_delivered pool-f@contoso.test 8)
-check "f: all 8 delivered ($got)" test "$got" -eq 8
+pool_run f pipe pool-f@contoso.test 8 8 1
 subjects=$(grep -h '^Subject: pool-f-' "$MAIL_DIR"/contoso.test/pool-f/Maildir/new/* 2>/dev/null | sort | uniq | wc -l)
+got=$(maildir_count pool-f@contoso.test)
 check "f: each exactly once (8 distinct subjects in $got messages)" test "$subjects" -eq 8 -a "$got" -eq 8
 piped=$(grep -c ' PIPELINED erp@contoso.test after end of data' "$WORK/front-f.log" || true)
 check "f: the next transaction went out behind a message before its reply came back ($piped of 7 hand-overs)" \
