@@ -1,5 +1,6 @@
 #include "net/tls.hpp"
 
+#include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #include <deque>
@@ -122,6 +123,15 @@ std::string verify_error(SSL* ssl) {
     long rc = SSL_get_verify_result(ssl);
     if (rc == X509_V_OK) return "";
     return std::string("certificate verify failed: ") + X509_verify_cert_error_string(rc);
+}
+
+std::string openssl_error() {
+    unsigned long e = ERR_get_error();
+    ERR_clear_error();
+    if (!e) return "unknown OpenSSL error";
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    return buf;
 }
 
 }  // namespace xo::net

@@ -34,4 +34,10 @@ std::shared_ptr<ssl::context> make_server_context(const std::string& cert_file,
 // hostname mismatch"), or "" when verification passed.
 std::string verify_error(SSL* ssl);
 
+// This thread's OpenSSL error queue in words: its first (oldest) error, as
+// "error:0480006C:PEM routines::no start line", or "unknown OpenSSL error"
+// when the queue is empty. Empties the queue, so that a stale error is never
+// blamed on a later call.
+std::string openssl_error();
+
 }  // namespace xo::net

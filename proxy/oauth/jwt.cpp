@@ -1,6 +1,5 @@
 #include "oauth/jwt.hpp"
 
-#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
@@ -8,26 +7,18 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "net/tls.hpp"
 #include "util/base64.hpp"
 
 namespace xo::oauth {
 namespace {
-
-std::string openssl_reason() {
-    unsigned long e = ERR_get_error();
-    ERR_clear_error();
-    if (!e) return "unknown OpenSSL error";
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    return buf;
-}
 
 struct BioDeleter { void operator()(BIO* b) const { BIO_free(b); } };
 using Bio = std::unique_ptr<BIO, BioDeleter>;
 
 Bio open_file(const std::string& path) {
     Bio bio(BIO_new_file(path.c_str(), "r"));
-    if (!bio) throw std::runtime_error("cannot open " + path + ": " + openssl_reason());
+    if (!bio) throw std::runtime_error("cannot open " + path + ": " + net::openssl_error());
     return bio;
 }
 
@@ -36,21 +27,21 @@ Bio open_file(const std::string& path) {
 PrivateKey load_private_key_file(const std::string& path) {
     auto bio = open_file(path);
     PrivateKey key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
-    if (!key) throw std::runtime_error(path + ": not a PEM private key (" + openssl_reason() + ")");
+    if (!key) throw std::runtime_error(path + ": not a PEM private key (" + net::openssl_error() + ")");
     return key;
 }
 
 PrivateKey load_private_key_pem(const std::string& pem, const std::string& what) {
     Bio bio(BIO_new_mem_buf(pem.data(), int(pem.size())));
     PrivateKey key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
-    if (!key) throw std::runtime_error(what + ": not a PEM private key (" + openssl_reason() + ")");
+    if (!key) throw std::runtime_error(what + ": not a PEM private key (" + net::openssl_error() + ")");
     return key;
 }
 
 Certificate load_certificate_file(const std::string& path) {
     auto bio = open_file(path);
     Certificate cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
-    if (!cert) throw std::runtime_error(path + ": not a PEM certificate (" + openssl_reason() + ")");
+    if (!cert) throw std::runtime_error(path + ": not a PEM certificate (" + net::openssl_error() + ")");
     return cert;
 }
 
@@ -60,20 +51,20 @@ std::string sign_jwt(nlohmann::json header, const nlohmann::json& claims, EVP_PK
     std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
     EVP_PKEY_CTX* pctx = nullptr;
     if (EVP_DigestSignInit(ctx.get(), &pctx, EVP_sha256(), nullptr, key) != 1)
-        throw std::runtime_error("JWT sign init: " + openssl_reason());
+        throw std::runtime_error("JWT sign init: " + net::openssl_error());
     if (alg == JwtAlg::ps256) {
         if (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
             EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1)
-            throw std::runtime_error("JWT PS256 setup: " + openssl_reason());
+            throw std::runtime_error("JWT PS256 setup: " + net::openssl_error());
     }
     std::size_t len = 0;
     if (EVP_DigestSign(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(input.data()),
                        input.size()) != 1)
-        throw std::runtime_error("JWT sign: " + openssl_reason());
+        throw std::runtime_error("JWT sign: " + net::openssl_error());
     std::string sig(len, '\0');
     if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len,
                        reinterpret_cast<const unsigned char*>(input.data()), input.size()) != 1)
-        throw std::runtime_error("JWT sign: " + openssl_reason());
+        throw std::runtime_error("JWT sign: " + net::openssl_error());
     sig.resize(len);
     return input + "." + util::base64url_encode(sig);
 }

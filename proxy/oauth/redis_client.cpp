@@ -5,7 +5,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -33,15 +32,6 @@ struct RedisClient::Conn {
 namespace {
 
 constexpr auto kIdlePing = std::chrono::seconds(3);
-
-std::string ssl_error_text() {
-    unsigned long e = ERR_get_error();
-    ERR_clear_error();
-    if (!e) return "TLS error";
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    return buf;
-}
 
 RedisReply convert(const redisReply* r) {
     RedisReply out;
@@ -165,12 +155,12 @@ bool RedisClient::connect_locked_out(std::string& why) {
         auto* ctx = static_cast<ssl::context*>(tls_.get());
         c->ssl = SSL_new(ctx->native_handle());
         if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1 || !net::verify_peer(c->ssl, opts_.url.host)) {
-            why = "TLS setup failed: " + ssl_error_text();
+            why = "TLS setup failed: " + net::openssl_error();
             return false;
         }
         if (SSL_connect(c->ssl) != 1) {
             std::string v = net::verify_error(c->ssl);
-            why = "TLS handshake failed: " + (v.empty() ? ssl_error_text() : v);
+            why = "TLS handshake failed: " + (v.empty() ? net::openssl_error() : v);
             return false;
         }
     }
@@ -211,7 +201,7 @@ RedisResult RedisClient::exec(const std::vector<std::string>& argv) {
         long w = c.ssl ? SSL_write(c.ssl, wire.data() + off, int(wire.size() - off))
                        : ::send(c.fd, wire.data() + off, wire.size() - off, MSG_NOSIGNAL);
         if (w <= 0) {
-            out.error = std::string("write to Redis failed: ") + (c.ssl ? ssl_error_text() : std::strerror(errno));
+            out.error = std::string("write to Redis failed: ") + (c.ssl ? net::openssl_error() : std::strerror(errno));
             return out;
         }
         off += std::size_t(w);
@@ -233,7 +223,7 @@ RedisResult RedisClient::exec(const std::vector<std::string>& argv) {
         if (r <= 0) {
             if (r == 0 && !c.ssl) out.error = "Redis closed the connection";
             else if (errno == EAGAIN || errno == EWOULDBLOCK) out.error = "Redis did not answer in time";
-            else out.error = std::string("read from Redis failed: ") + (c.ssl ? ssl_error_text() : std::strerror(errno));
+            else out.error = std::string("read from Redis failed: ") + (c.ssl ? net::openssl_error() : std::strerror(errno));
             return out;
         }
         redisReaderFeed(c.reader, buf, std::size_t(r));

@@ -202,21 +202,10 @@ void FileTokenStore::load_locked() {
     };
     if (raw.size() < kMagicLen + kNonce + kTag || raw.compare(0, kMagicLen, kMagic) != 0)
         throw corrupt("is not an xoauth2-proxy token store (wrong header)");
-    const auto* nonce = reinterpret_cast<const unsigned char*>(raw.data() + kMagicLen);
-    const auto* ct = nonce + kNonce;
-    std::size_t ct_len = raw.size() - kMagicLen - kNonce - kTag;
-    const auto* tag = ct + ct_len;
-    std::string plain(ct_len, '\0');
-    std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
-    int len = 0, fin = 0;
-    bool ok = EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
-              EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonce, nullptr) == 1 &&
-              EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, reinterpret_cast<const unsigned char*>(key_.data()), nonce) == 1 &&
-              EVP_DecryptUpdate(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(kMagic), kMagicLen) == 1 &&
-              EVP_DecryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(plain.data()), &len, ct, int(ct_len)) == 1 &&
-              EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTag, const_cast<unsigned char*>(tag)) == 1 &&
-              EVP_DecryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(plain.data()) + len, &fin) == 1;
-    if (!ok) throw corrupt("cannot be decrypted: it is corrupt, or was written with another key (" + key_file_ + ")");
+    // The rest is seal()'s output, with the magic bound in as its AAD.
+    auto opened = unseal(key_, std::string(kMagic, kMagicLen), raw.substr(kMagicLen));
+    if (!opened) throw corrupt("cannot be decrypted: it is corrupt, or was written with another key (" + key_file_ + ")");
+    std::string& plain = *opened;   // wiped below, where it stands
     auto j = nlohmann::json::parse(plain, nullptr, false);
     OPENSSL_cleanse(plain.data(), plain.size());
     if (!j.is_object() || !j.contains("grants") || !j["grants"].is_object()) throw corrupt("holds no grants");
@@ -240,26 +229,17 @@ void FileTokenStore::save_locked() {
         j["grants"][k] = {{"refresh_token", g.refresh_token}, {"scope", g.scope}, {"obtained", g.obtained}, {"updated", g.updated}};
     // Keys are checked as UTF-8 in put(); replace, never throw, all the same.
     std::string plain = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    unsigned char nonce[kNonce];
-    if (RAND_bytes(nonce, kNonce) != 1) throw StoreError("RAND_bytes failed");
+    // "XOTS1\n" + seal() with the magic as AAD: a header that cannot be
+    // swapped for another without the tag failing. `plain` holds every
+    // refresh token: wiped also when sealing throws.
     std::string out(kMagic, kMagicLen);
-    out.append(reinterpret_cast<char*>(nonce), kNonce);
-    std::string ct(plain.size(), '\0');
-    unsigned char tag[kTag];
-    std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
-    int len = 0, fin = 0;
-    bool ok = EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
-              EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonce, nullptr) == 1 &&
-              EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, reinterpret_cast<const unsigned char*>(key_.data()), nonce) == 1 &&
-              EVP_EncryptUpdate(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(kMagic), kMagicLen) == 1 &&
-              EVP_EncryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(ct.data()), &len,
-                                reinterpret_cast<const unsigned char*>(plain.data()), int(plain.size())) == 1 &&
-              EVP_EncryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(ct.data()) + len, &fin) == 1 &&
-              EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTag, tag) == 1;
+    try {
+        out += seal(key_, out, plain);
+    } catch (...) {
+        OPENSSL_cleanse(plain.data(), plain.size());
+        throw;
+    }
     OPENSSL_cleanse(plain.data(), plain.size());
-    if (!ok) throw StoreError("token store encryption failed");
-    out += ct;
-    out.append(reinterpret_cast<char*>(tag), kTag);
     std::filesystem::create_directories(std::filesystem::path(path_).parent_path());
     write_atomically(path_, out);
     struct stat st {};
