@@ -1,5 +1,6 @@
 // xo-load: the benchmarks' legacy client and XOAUTH2 client in one.
-//   xo-load smtp  --port P --conc C --total M --per-session N --size BYTES (--login U --password W | --direct --token-file F --mailbox A --ca CA)
+//   xo-load smtp  --port P --conc C --total M --per-session N --size BYTES [--lockstep] (--login U --password W | --direct --token-file F --mailbox A --ca CA)
+//     (MAIL, RCPT and DATA go pipelined in one write; --lockstep: one at a time, as printers send)
 //   xo-load login --port P --conc C --total M --login-prefix U --users K --password W
 //   xo-load idle  --port P --conc C --hold SECONDS
 //   xo-load imap  --port P (--login U --password W | --direct --token-file F --mailbox A --ca CA)
@@ -31,6 +32,7 @@ struct Options {
     int conc = 1, total = 1, per_session = 10, users = 1, hold = 10;
     std::size_t size = 10240;
     bool direct = false;
+    bool lockstep = false;   // smtp: MAIL, RCPT, DATA each waiting for its reply (else pipelined)
 };
 
 struct Stats {
@@ -106,10 +108,18 @@ awaitable<void> smtp_worker(Stats* st) {
         error_code ec;
         for (int i = 0; i < g.per_session && !ec; ++i) {
             auto t0 = g.per_session == 1 ? session_start : clock_type::now();
-            l.queue("MAIL FROM:<" + g.mailbox + "> SIZE=" + std::to_string(g.size) + "\r\nRCPT TO:<sink@contoso.test>\r\nDATA\r\n");
-            auto r1 = co_await reply(l, p, ec);
-            auto r2 = co_await reply(l, p, ec);
-            auto r3 = co_await reply(l, p, ec);
+            const std::string mail = "MAIL FROM:<" + g.mailbox + "> SIZE=" + std::to_string(g.size);
+            smtp::Reply r1, r2, r3;
+            if (g.lockstep) {   // one command at a time, each reply awaited (no PIPELINING)
+                r1 = co_await cmd(l, p, mail, ec);
+                if (!ec && r1.code == 250) r2 = co_await cmd(l, p, "RCPT TO:<sink@contoso.test>", ec);
+                if (!ec && r2.code == 250) r3 = co_await cmd(l, p, "DATA", ec);
+            } else {
+                l.queue(mail + "\r\nRCPT TO:<sink@contoso.test>\r\nDATA\r\n");
+                r1 = co_await reply(l, p, ec);
+                r2 = co_await reply(l, p, ec);
+                r3 = co_await reply(l, p, ec);
+            }
             if (ec || r1.code != 250 || r2.code != 250 || r3.code != 354) {
                 ++st->errors;
                 if (st->first_error.empty()) st->first_error = "transaction " + std::to_string(r1.code) + "/" + std::to_string(r2.code) + "/" + std::to_string(r3.code);
@@ -235,6 +245,7 @@ int main(int argc, char** argv) {
         else if (a == "--users") g.users = std::stoi(next());
         else if (a == "--password") g.password = next();
         else if (a == "--direct") g.direct = true;
+        else if (a == "--lockstep") g.lockstep = true;
         else if (a == "--token-file") { std::ifstream f(next()); std::getline(f, g.token); }
         else if (a == "--mailbox") g.mailbox = next();
         else if (a == "--ca") g.ca = next();
