@@ -17,7 +17,6 @@ usage: faults.py CHECK ARGS...   prints PASS/FAIL/INFO/MEASURE lines, exits 1 on
   unmapped PORT SRC SENDER...          a trusted client: each SENDER matches no senders: entry -> 550 5.7.1
 Passwords come from the environment (XO_PASSWORD) and are never printed. Every socket has a
 timeout and every wait a deadline; only loopback addresses are used."""
-import base64
 import os
 import resource
 import selectors
@@ -25,18 +24,8 @@ import socket
 import sys
 import time
 
-FAILS = 0
+from report import check, exit_status, info, plain_response
 
-
-def check(what, ok, detail=""):
-    global FAILS
-    print(("PASS: " if ok else "FAIL: ") + what + (": " + detail if detail else ""), flush=True)
-    if not ok:
-        FAILS += 1
-
-
-def info(text):
-    print("  INFO: " + text, flush=True)
 
 
 class Smtp:
@@ -97,7 +86,7 @@ class Smtp:
 
 
 def auth_plain(login, password):
-    return "AUTH PLAIN " + base64.b64encode(b"\0" + login.encode() + b"\0" + password.encode()).decode()
+    return "AUTH PLAIN " + plain_response(login, password).decode()
 
 
 def vanish(port, login, sender, rcpt, marker):
@@ -364,7 +353,7 @@ def main():
      "quit-midtxn": lambda *a: leave_midtxn(*a, "quit"), "errors-midtxn": lambda *a: leave_midtxn(*a, "errors"),
      "rejected-midtxn": lambda *a: leave_midtxn(*a, "rejected"), "login-only": login_only,
      "mail-rcpt": mail_rcpt}[check_name](*args)
-    return 1 if FAILS else 0
+    return exit_status()
 
 
 if __name__ == "__main__":

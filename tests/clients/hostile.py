@@ -13,26 +13,15 @@ usage: hostile.py CHECK ARGS...   prints PASS/FAIL/INFO lines, exits 1 on a FAIL
   throttle PORT BAD_LOGIN LOGIN          90 wrong passwords from 127.0.0.10-99, then LOGIN from 127.0.0.5
 Passwords come from the environment (XO_PASSWORD) and are never printed. Every
 socket has a timeout; only loopback addresses are used."""
-import base64
 import os
 import socket
 import sys
 import threading
 import time
 
-FAILS = 0
+from report import check, exit_status, info, plain_response
+
 HOST = "127.0.0.1"
-
-
-def check(what, ok, detail=""):
-    global FAILS
-    print(("PASS: " if ok else "FAIL: ") + what + (": " + detail if detail else ""), flush=True)
-    if not ok:
-        FAILS += 1
-
-
-def info(text):
-    print("  INFO: " + text, flush=True)
 
 
 def show(b):
@@ -136,7 +125,7 @@ def cmd(s, r, line, timeout=10.0):
 
 
 def auth_plain(login, password):
-    return b"AUTH PLAIN " + base64.b64encode(b"\0" + login + b"\0" + password)
+    return b"AUTH PLAIN " + plain_response(login, password)
 
 
 SEQUENCES = {"lf-dot-crlf": b"\n.\r\n", "crlf-dot-lf": b"\r\n.\n", "lf-dot-lf": b"\n.\n"}
@@ -391,7 +380,7 @@ def main():
         fn(*a[1:])
     except OSError as e:
         check(a[0], False, repr(e))
-    return 1 if FAILS else 0
+    return exit_status()
 
 
 sys.exit(main())

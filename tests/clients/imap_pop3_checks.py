@@ -17,14 +17,7 @@ import socket
 import sys
 import time
 
-FAILS = 0
-
-
-def check(what, ok, detail=""):
-    global FAILS
-    print(("PASS: " if ok else "FAIL: ") + what + (": " + detail if detail else ""), flush=True)
-    if not ok:
-        FAILS += 1
+from report import check, exit_status
 
 
 def recv_until(s, marker, limit=10):
@@ -153,4 +146,4 @@ def pop3_fail(port, user, password, expect):
 fn = {"login-literal": login_literal, "fetch-big": fetch_big, "idle": idle, "pop3-retr": pop3_retr,
       "imap-login": imap_login, "imap-fail": imap_fail, "pop3-fail": pop3_fail}[sys.argv[1]]
 fn(*sys.argv[2:])
-sys.exit(1 if FAILS else 0)
+sys.exit(exit_status())

@@ -3,9 +3,10 @@
 in one write and checks that the replies come back one per command, in order.
 usage: pipeline_check.py PORT LOGIN PASSWORD FROM RCPT[,RCPT...] EXPECTED_CODES
 EXPECTED_CODES: comma-separated, e.g. 250,550,250,354 (then the message is sent and 250 expected)."""
-import base64
 import socket
 import sys
+
+from report import plain_response
 
 port, login, password, sender, rcpts, expected = sys.argv[1:7]
 rcpts, expected = rcpts.split(","), [int(c) for c in expected.split(",")]
@@ -29,7 +30,7 @@ def replies(n):
 replies(1)
 s.sendall(b"EHLO pipeline.test\r\n")
 replies(1)
-s.sendall(b"AUTH PLAIN " + base64.b64encode(b"\0" + login.encode() + b"\0" + password.encode()) + b"\r\n")
+s.sendall(b"AUTH PLAIN " + plain_response(login, password) + b"\r\n")
 auth = replies(1)[0]
 batch = "MAIL FROM:<%s>\r\n" % sender + "".join("RCPT TO:<%s>\r\n" % r for r in rcpts) + "DATA\r\n"
 s.sendall(batch.encode())
