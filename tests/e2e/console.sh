@@ -11,8 +11,7 @@ source "$(dirname "$0")/lib.sh"
 world_start
 proxy_config
 CFG=$WORK/proxy.yaml
-STORE=$WORK/state/tokens.db
-mkdir -p "$WORK/state" "$WORK/screenshots"; chmod 700 "$WORK/state"
+mkdir -p "$WORK/screenshots"
 CONSOLE_PW='console pass"word'
 HASH=$(hash_password "$CONSOLE_PW")
 interactive_connections "$CFG" ms-device ms-delegated
@@ -23,7 +22,7 @@ hp = s.split('login: erp, password_hash: "')[1].split('"')[0]
 s = s.replace("senders:", """  - {login: bob-device, password_hash: "%s", connection: ms-device, mailbox: bob@contoso.test}
   - {login: alice-deleg, password_hash: "%s", connection: ms-delegated, mailbox: alice@contoso.test}
 senders:""" % (hp, hp))
-s = s.replace("tokens: {backoff: 100ms}", "tokens: {backoff: 100ms, store: $STORE}\nadmin: {bind: \"127.0.0.1:$PROXY_ADMIN\", password_hash: \"%s\"}" % h)
+s += "admin: {bind: \"127.0.0.1:$PROXY_ADMIN\", password_hash: \"%s\"}\n" % h
 open(p, "w").write(s)
 PYEOF
 proxy_start

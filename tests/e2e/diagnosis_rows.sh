@@ -12,17 +12,9 @@ source "$(dirname "$0")/lib.sh"
 world_start
 proxy_config
 CFG=$WORK/proxy.yaml
-STORE=$WORK/state/tokens.db
-mkdir -p "$WORK/state"; chmod 700 "$WORK/state"
 # The interactive connections: device code and authorization code (Microsoft),
 # authorization code (Google), their refresh tokens in a file store.
 interactive_connections "$CFG" ms-device ms-delegated gmail-user
-$PY - "$CFG" <<PYEOF
-import sys
-p = sys.argv[1]; s = open(p).read()
-s = s.replace("tokens: {backoff: 100ms}", "tokens: {backoff: 100ms, store: $STORE}")
-open(p, "w").write(s)
-PYEOF
 
 PIDS=()
 extra_cleanup() { local p; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }

@@ -117,15 +117,6 @@ smtp() {  # smtp NAME PORT LOGIN FROM TO SUBJECT -> the RESULT line (the message
 expect() {  # expect NAME PATTERN ACTUAL
   if [[ "$3" =~ $2 ]]; then pass "$1: $3"; else fail "$1: expected /$2/, got: $3"; fi
 }
-delivered() { maildir_find "$@" >/dev/null; }   # delivered MAILBOX NEEDLE (waits up to 15 s)
-# count_marker NEEDLE: how many delivered messages (all mailboxes) hold NEEDLE
-count_marker() { { grep -rlF -- "$1" "$MAIL_DIR" 2>/dev/null || true; } | grep -c /new/ || true; }
-metric() { curl -sS -m 5 "http://127.0.0.1:$PROXY_ADMIN/metrics" 2>/dev/null | awk -v m="$1" '$1 == m {print $2}'; }
-wait_metric() {  # wait_metric NAME VALUE SECONDS
-  local end=$((SECONDS + $3))
-  while [ $SECONDS -lt $end ]; do [ "$(metric "$1")" = "$2" ] && return 0; sleep 0.2; done
-  return 1
-}
 healthy() {  # healthy PART: the daemon alive, /healthz 200, /status JSON that parses
   check "$1: the daemon is alive" kill -0 "$PROXY_PID"
   local code

@@ -58,15 +58,6 @@ hostile_check() {
   hostile "$@"
   if [ "$FAILS" -eq "$before" ]; then pass "$name"; else FAILS=$before; fail "$name"; fi
 }
-delivered() { maildir_find "$@" >/dev/null; }   # delivered MAILBOX NEEDLE (waits up to 15 s)
-# count_marker NEEDLE: how many delivered messages (all mailboxes) contain NEEDLE
-count_marker() { { grep -rlF -- "$1" "$MAIL_DIR" 2>/dev/null || true; } | grep -c /new/ || true; }
-metric() { curl -sS -m 5 "http://127.0.0.1:$PROXY_ADMIN/metrics" 2>/dev/null | awk -v m="$1" '$1 == m {print $2}'; }
-wait_metric() {  # wait_metric NAME VALUE SECONDS
-  local end=$((SECONDS + $3))
-  while [ $SECONDS -lt $end ]; do [ "$(metric "$1")" = "$2" ] && return 0; sleep 0.2; done
-  return 1
-}
 # relay_trusted NAME FROM TO SUBJECT: one ordinary message through the trusted listener
 relay_trusted() {
   $PY "$SRC/tests/clients/make_message.py" "$WORK/$1.eml" "$2" "$3" "$4"

@@ -10,8 +10,6 @@
 source "$(dirname "$0")/lib.sh"
 world_start
 proxy_config
-STORE=$WORK/state/tokens.db
-mkdir -p "$WORK/state"; chmod 700 "$WORK/state"
 interactive_connections "$WORK/proxy.yaml" ms-delegated ms-device gmail-user
 $PY - "$WORK/proxy.yaml" <<PYEOF
 import sys
@@ -21,7 +19,6 @@ s = s.replace("senders:", """  - {login: alice-deleg, password_hash: "%s", conne
   - {login: bob-device, password_hash: "%s", connection: ms-device, mailbox: bob@contoso.test}
   - {login: gmail-user, password_hash: "%s", connection: gmail-user, mailbox: alice@fabrikam.test}
 senders:""" % (h, h, h))
-s = s.replace("tokens: {backoff: 100ms}", "tokens: {backoff: 100ms, store: $STORE}")
 open(p, "w").write(s)
 PYEOF
 PW='erp-pass word"1'

@@ -149,13 +149,16 @@ proxy_stop() {
 # interactive_connections FILE NAME...: adds the named interactive-flow
 # connections to FILE (before ms-cert), on the test world's upstreams:
 # ms-device (Microsoft device code), ms-delegated (Microsoft authorization
-# code), gmail-user (Google authorization code). Their refresh tokens need a
-# store: the caller sets tokens.store.
+# code), gmail-user (Google authorization code). Their refresh tokens go to a
+# file store: tokens.store is set to $STORE ($WORK/state/tokens.db, its
+# directory 0700).
 interactive_connections() {
   local file=$1; shift
-  $PY - "$file" "$@" <<PYEOF
+  STORE=$WORK/state/tokens.db
+  mkdir -p "$WORK/state"; chmod 700 "$WORK/state"
+  $PY - "$file" "$STORE" "$@" <<PYEOF
 import sys
-p, names = sys.argv[1], sys.argv[2:]
+p, store, names = sys.argv[1], sys.argv[2], sys.argv[3:]
 up = """    smtp: {host: localhost, port: $SMTP_STARTTLS_PORT, tls: starttls}
     imap: {host: localhost, port: $IMAPS_PORT, tls: implicit}
     pop3: {host: localhost, port: $POP3S_PORT, tls: implicit}
@@ -187,6 +190,7 @@ known = {
 }
 s = open(p).read()
 s = s.replace("  ms-cert:", "".join(known[n] + up for n in names) + "  ms-cert:", 1)
+s = s.replace("tokens: {backoff: 100ms}", "tokens: {backoff: 100ms, store: %s}" % store, 1)
 open(p, "w").write(s)
 PYEOF
 }
@@ -195,6 +199,17 @@ idp_control() { curl -sS -m 5 -X POST -H 'Content-Type: application/json' -d "$1
 idp_reset() { curl -sS -m 5 -X POST "$IDP_CONTROL/_reset" >/dev/null; }
 idp_requests() {  # idp_requests CLIENT_ID -> number of token requests
   curl -sS -m 5 "$IDP_CONTROL/_stats" | $PY -c 'import json,sys; print(json.load(sys.stdin)["token_requests"].get(sys.argv[1], 0))' "$1"
+}
+
+delivered() { maildir_find "$@" >/dev/null; }   # delivered MAILBOX NEEDLE (waits up to 15 s)
+# count_marker NEEDLE: how many delivered messages (all mailboxes) contain NEEDLE
+count_marker() { { grep -rlF -- "$1" "$MAIL_DIR" 2>/dev/null || true; } | grep -c /new/ || true; }
+# metric NAME: its value on the proxy's /metrics (the admin listener on PROXY_ADMIN)
+metric() { curl -sS -m 5 "http://127.0.0.1:$PROXY_ADMIN/metrics" 2>/dev/null | awk -v m="$1" '$1 == m {print $2}'; }
+wait_metric() {  # wait_metric NAME VALUE SECONDS
+  local end=$((SECONDS + $3))
+  while [ $SECONDS -lt $end ]; do [ "$(metric "$1")" = "$2" ] && return 0; sleep 0.2; done
+  return 1
 }
 
 # maildir_find MAILBOX NEEDLE: path of the delivered message containing NEEDLE

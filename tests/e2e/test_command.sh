@@ -11,16 +11,9 @@ source "$(dirname "$0")/lib.sh"
 world_start
 proxy_config
 CFG=$WORK/proxy.yaml
-STORE=$WORK/state/tokens.db
-mkdir -p "$WORK/state"; chmod 700 "$WORK/state"
 # A device-code connection (refresh token in the store) and an admin listener.
 interactive_connections "$CFG" ms-device
-$PY - "$CFG" <<PYEOF
-import sys
-p = sys.argv[1]; s = open(p).read()
-s = s.replace("tokens: {backoff: 100ms}", "tokens: {backoff: 100ms, store: $STORE}\nadmin: {bind: \"127.0.0.1:$PROXY_ADMIN\"}")
-open(p, "w").write(s)
-PYEOF
+echo "admin: {bind: \"127.0.0.1:$PROXY_ADMIN\"}" >> "$CFG"
 
 DROP_PIDS=()
 extra_cleanup() { local p; for p in "${DROP_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
