@@ -96,42 +96,34 @@ f=$(maildir_find big@fabrikam.test "Subject: $(basename "$big" .eml)") && \
   check "gmail: 5 MB message byte-identical" $PY "$SRC/tests/clients/compare_delivered.py" "$big" "$f" || fail "gmail: 5 MB message not delivered"
 
 # ---- failures: the client's reply, and the message sent once or not at all
-failure_case() {  # failure_case NAME CONTROL_JSON EXPECT_REGEX EXPECTED_SENT_COUNT
+api_case() {  # api_case graph|gmail NAME CONTROL_JSON EXPECT_REGEX EXPECTED_SENT_COUNT
+  local kind=$1 login=graph from=erp@contoso.test domain=contoso.test p=f tag=fail msg out; shift
+  [ "$kind" = gmail ] && { login=gapi; from=alice@fabrikam.test; domain=fabrikam.test; p=g; tag=gfail; }
   idp_control '{"api_fail": "none"}'
   idp_control "$2"
-  local msg out
-  msg=$(new_message "fail-$1-$RANDOM" erp@contoso.test "f-$1@contoso.test" "fcc-$1@contoso.test")
-  out=$(send graph erp@contoso.test "f-$1@contoso.test" "$msg")
-  check "graph $1: reply ($out)" grep -Eq "$3" <<<"$out"
-  check "graph $1: handed on $4 time(s)" test "$(sent_count "$msg")" = "$4"
+  msg=$(new_message "$tag-$1-$RANDOM" "$from" "$p-$1@$domain" "${p}cc-$1@$domain")
+  out=$(send "$login" "$from" "$p-$1@$domain" "$msg")
+  check "$kind $1: reply ($out)" grep -Eq "$3" <<<"$out"
+  check "$kind $1: handed on $4 time(s)" test "$(sent_count "$msg")" = "$4"
   idp_control '{"api_fail": "none"}'
 }
-failure_case 503-then-ok '{"api_fail": "503", "count": 1, "retry_after": 1}' '^RESULT 250 ' 1
-failure_case 429-too-long '{"api_fail": "429", "count": 1, "retry_after": 100}' '^RESULT 451 4\.4\.5 .*throttling' 0
-failure_case 503-always '{"api_fail": "503", "retry_after": 3}' '^RESULT 451 4\.4\.5 ' 0
+api_case graph 503-then-ok '{"api_fail": "503", "count": 1, "retry_after": 1}' '^RESULT 250 ' 1
+api_case graph 429-too-long '{"api_fail": "429", "count": 1, "retry_after": 100}' '^RESULT 451 4\.4\.5 .*throttling' 0
+api_case graph 503-always '{"api_fail": "503", "retry_after": 3}' '^RESULT 451 4\.4\.5 ' 0
 before=$(idp_requests "$MS_SECRET_CLIENT_ID")
-failure_case 401-once '{"api_fail": "401", "count": 1}' '^RESULT 250 ' 1
+api_case graph 401-once '{"api_fail": "401", "count": 1}' '^RESULT 250 ' 1
 check "graph 401: one fresh token fetched" test "$(idp_requests "$MS_SECRET_CLIENT_ID")" -gt "$before"
-failure_case 401-always '{"api_fail": "401"}' '^RESULT 451 4\.7\.0 .*refused twice' 0
-failure_case 403 '{"api_fail": "403"}' '^RESULT 451 4\.7\.1 .*ErrorAccessDenied.*Mail\.Send.*Grant admin consent' 0
-failure_case 403send '{"api_fail": "403send"}' '^RESULT 550 5\.7\.60 .*Add-RecipientPermission' 0
+api_case graph 401-always '{"api_fail": "401"}' '^RESULT 451 4\.7\.0 .*refused twice' 0
+api_case graph 403 '{"api_fail": "403"}' '^RESULT 451 4\.7\.1 .*ErrorAccessDenied.*Mail\.Send.*Grant admin consent' 0
+api_case graph 403send '{"api_fail": "403send"}' '^RESULT 550 5\.7\.60 .*Add-RecipientPermission' 0
 # Sent, then no answer: never retried, never a 4xx (the client would send it again).
-failure_case drop-after-send '{"api_fail": "drop", "count": 1}' '^RESULT 554 5\.4\.7 Delivery status unknown.*not retried.*Sent Items of erp@contoso.test' 1
+api_case graph drop-after-send '{"api_fail": "drop", "count": 1}' '^RESULT 554 5\.4\.7 Delivery status unknown.*not retried.*Sent Items of erp@contoso.test' 1
 check "proxy log: outcome unknown, not retried" grep -q "no answer after the message was sent .*outcome unknown, not retried" "$WORK/proxy.log"
-failure_case 413 '{"api_fail": "413"}' '^RESULT 552 5\.3\.4 .*Microsoft Graph sendMail \(3145728 bytes' 0
+api_case graph 413 '{"api_fail": "413"}' '^RESULT 552 5\.3\.4 .*Microsoft Graph sendMail \(3145728 bytes' 0
 # The Gmail API's own failures.
-gmail_case() {  # gmail_case NAME CONTROL_JSON EXPECT_REGEX EXPECTED_SENT_COUNT
-  idp_control "$2"
-  local msg out
-  msg=$(new_message "gfail-$1-$RANDOM" alice@fabrikam.test "g-$1@fabrikam.test" "gcc-$1@fabrikam.test")
-  out=$(send gapi alice@fabrikam.test "g-$1@fabrikam.test" "$msg")
-  check "gmail $1: reply ($out)" grep -Eq "$3" <<<"$out"
-  check "gmail $1: handed on $4 time(s)" test "$(sent_count "$msg")" = "$4"
-  idp_control '{"api_fail": "none"}'
-}
-gmail_case api-disabled '{"api_fail": "gmail_disabled"}' '^RESULT 451 4\.7\.1 .*accessNotConfigured.*Gmail API > Enable' 0
-gmail_case scopes '{"api_fail": "403"}' '^RESULT 451 4\.7\.1 .*insufficientPermissions.*Domain-wide delegation' 0
-gmail_case 429-then-ok '{"api_fail": "429", "count": 1, "retry_after": 1}' '^RESULT 250 .*Gmail API' 1
+api_case gmail api-disabled '{"api_fail": "gmail_disabled"}' '^RESULT 451 4\.7\.1 .*accessNotConfigured.*Gmail API > Enable' 0
+api_case gmail scopes '{"api_fail": "403"}' '^RESULT 451 4\.7\.1 .*insufficientPermissions.*Domain-wide delegation' 0
+api_case gmail 429-then-ok '{"api_fail": "429", "count": 1, "retry_after": 1}' '^RESULT 250 .*Gmail API' 1
 check "proxy log: Retry-After honoured" grep -q "HTTP 503 ServiceUnavailable: Service unavailable., retrying in 1 s" "$WORK/proxy.log"
 
 # ---- Graph's 4 concurrent requests per mailbox: 8 clients at once, at most 4 requests in flight
