@@ -71,6 +71,13 @@ ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(cert, key)
 
 
+def close_quietly(conn):
+    try:
+        conn.close()
+    except OSError:
+        pass
+
+
 def session(conn):
     conn.settimeout(30)
     f = conn.makefile("rb")
@@ -157,10 +164,7 @@ def session(conn):
     except (OSError, ssl.SSLError):
         return
     finally:
-        try:
-            conn.close()
-        except OSError:
-            pass
+        close_quietly(conn)
 
 
 def imap_session(conn):
@@ -198,10 +202,7 @@ def imap_session(conn):
     except (OSError, ssl.SSLError):
         return
     finally:
-        try:
-            conn.close()
-        except OSError:
-            pass
+        close_quietly(conn)
 
 
 srv = socket.create_server(("127.0.0.1", port), reuse_port=False)
