@@ -76,6 +76,8 @@ private:
     bool api_for(const config::Connection& c) const;
     awaitable<void> drop_upstream(bool polite);
     void give_back(bool reusable);   // the upstream session back to its pool
+    void count_relayed(uint64_t bytes);           // a message the upstream (or API) accepted
+    void count_refused_here(DataEnd::Kind kind);  // too big, or a bare CR/LF: refused by the proxy itself
     awaitable<bool> retry_elsewhere(); // after 432/421 to MAIL: the same commands on another session
 
     Machine machine_;
@@ -468,10 +470,7 @@ awaitable<DataEnd> Session::stream_data(bool& client_lost) {
     switch (end.kind) {
         case DataEnd::Kind::relayed:
             if (end.reply.code / 100 == 2) {
-                ++messages_;
-                bytes_in_ += scanner.message_bytes();
-                ++s_->counters.messages_relayed;
-                s_->counters.bytes_relayed += scanner.message_bytes();
+                count_relayed(scanner.message_bytes());
             } else {
                 ++s_->counters.messages_refused;
                 spdlog::info("smtp session {} upstream refused message at end of data: {} {}", id_, end.reply.code,
@@ -479,12 +478,7 @@ awaitable<DataEnd> Session::stream_data(bool& client_lost) {
             }
             break;
         case DataEnd::Kind::too_big:
-        case DataEnd::Kind::bare_newline:
-            ++s_->counters.messages_refused;
-            spdlog::warn("smtp session {} message refused: {}", id_,
-                         end.kind == DataEnd::Kind::too_big ? "larger than max_message_size"
-                                                            : "bare CR or LF (possible SMTP smuggling)");
-            break;
+        case DataEnd::Kind::bare_newline: count_refused_here(end.kind); break;
         case DataEnd::Kind::upstream_lost:
             ++s_->counters.messages_failed;
             set_result(server::Result::tempfail, upstream_error);
@@ -492,6 +486,20 @@ awaitable<DataEnd> Session::stream_data(bool& client_lost) {
             break;
     }
     co_return end;
+}
+
+void Session::count_relayed(uint64_t bytes) {
+    ++messages_;
+    bytes_in_ += bytes;
+    ++s_->counters.messages_relayed;
+    s_->counters.bytes_relayed += bytes;
+}
+
+void Session::count_refused_here(DataEnd::Kind kind) {
+    ++s_->counters.messages_refused;
+    spdlog::warn("smtp session {} message refused: {}", id_,
+                 kind == DataEnd::Kind::too_big ? "larger than max_message_size"
+                                                : "bare CR or LF (possible SMTP smuggling)");
 }
 
 bool Session::api_for(const config::Connection& c) const {
@@ -592,10 +600,7 @@ awaitable<DataEnd> Session::stream_api(bool& client_lost) {
     switch (end.kind) {
         case DataEnd::Kind::relayed:
             if (end.reply.code / 100 == 2) {
-                ++messages_;
-                bytes_in_ += scanner.message_bytes();
-                ++s_->counters.messages_relayed;
-                s_->counters.bytes_relayed += scanner.message_bytes();
+                count_relayed(scanner.message_bytes());
             } else if (end.reply.code / 100 == 4) {
                 ++s_->counters.messages_failed;
                 set_result(server::Result::tempfail, "API: " + end.reply.text());
@@ -604,12 +609,7 @@ awaitable<DataEnd> Session::stream_api(bool& client_lost) {
             }
             break;
         case DataEnd::Kind::too_big:
-        case DataEnd::Kind::bare_newline:
-            ++s_->counters.messages_refused;
-            spdlog::warn("smtp session {} message refused: {}", id_,
-                         end.kind == DataEnd::Kind::too_big ? "larger than max_message_size"
-                                                            : "bare CR or LF (possible SMTP smuggling)");
-            break;
+        case DataEnd::Kind::bare_newline: count_refused_here(end.kind); break;
         case DataEnd::Kind::upstream_lost:
             ++s_->counters.messages_failed;
             set_result(server::Result::tempfail, spool_error);
