@@ -91,7 +91,10 @@ else
   NODE_DIR=$BUILD/node
   if [ ! -d "$NODE_DIR/node_modules/puppeteer-core" ]; then
     mkdir -p "$NODE_DIR"
-    timeout 240 npm install --prefix "$NODE_DIR" puppeteer-core@25 --no-audit --no-fund --loglevel=error >"$WORK/npm.log" 2>&1 || true
+    for attempt in 1 2; do   # once more after a registry hiccup
+      timeout 240 npm install --prefix "$NODE_DIR" puppeteer-core@25 --no-audit --no-fund --loglevel=error >"$WORK/npm.log" 2>&1 && break
+      sleep 5
+    done
   fi
   if [ ! -d "$NODE_DIR/node_modules/puppeteer-core" ]; then
     fail "puppeteer-core could not be installed: $(tail -3 "$WORK/npm.log")"
@@ -104,6 +107,6 @@ else
   fi
 fi
 check "the console never logged a token or the password" bash -c \
-  "! grep -qF '$CONSOLE_PW' '$WORK/proxy.log' && ! grep -qE 'eyJ[A-Za-z0-9_-]{20,}' '$WORK/proxy.log'"
+  "! grep -qF '$CONSOLE_PW' '$WORK/proxy.log' && ! grep -qE '$TOKEN_SHAPE' '$WORK/proxy.log'"
 proxy_stop
 finish

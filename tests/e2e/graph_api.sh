@@ -147,6 +147,14 @@ before=$(api_stats | $PY -c 'import json,sys; print(json.load(sys.stdin)["api_re
 $PY - "$PROXY_SMTP" "$PW" "$PROXY_PID" > "$WORK/vanish.out" 2>&1 <<'PY' || true
 import base64, os, socket, sys, time
 port, pw, pid = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def links(pid):   # an fd may close between listdir and readlink
+    out = []
+    for fd in os.listdir("/proc/%s/fd" % pid):
+        try:
+            out.append(os.readlink("/proc/%s/fd/%s" % (pid, fd)))
+        except OSError:
+            pass
+    return out
 s = socket.create_connection(("127.0.0.1", port), timeout=30)
 f = s.makefile("rb")
 def cmd(line):
@@ -161,14 +169,14 @@ cmd(b"AUTH PLAIN " + base64.b64encode(b"\0graph\0" + pw.encode()))
 cmd(b"MAIL FROM:<erp@contoso.test>"); cmd(b"RCPT TO:<vanish@contoso.test>"); print(cmd(b"DATA").decode().strip())
 s.sendall(b"Subject: vanish\r\n\r\n" + (b"v" * 76 + b"\r\n") * 20000)   # 1.5 MB: past the memory threshold
 time.sleep(1)
-spool = [os.readlink("/proc/%s/fd/%s" % (pid, fd)) for fd in os.listdir("/proc/%s/fd" % pid)]
+spool = links(pid)
 print("during:", sum("xoauth2-proxy-spool" in l for l in spool))
 f.close()
 s.shutdown(socket.SHUT_RDWR)
 s.close()
 for _ in range(100):   # at most 10 s for the proxy to notice
     time.sleep(0.1)
-    spool = [os.readlink("/proc/%s/fd/%s" % (pid, fd)) for fd in os.listdir("/proc/%s/fd" % pid)]
+    spool = links(pid)
     if not any("xoauth2-proxy-spool" in l for l in spool):
         break
 print("after:", sum("xoauth2-proxy-spool" in l for l in spool))

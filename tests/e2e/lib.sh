@@ -20,6 +20,12 @@ PROXY_PID=""
 rm -rf "$WORK"
 mkdir -p "$WORK"
 
+# What a leaked token looks like: a JWT's header ({"alg", {"typ" or {"kid" in base64url), a JWT's
+# header.payload, or a Microsoft-style refresh token. A bare "eyJ" is no sign: random base64 (OAuth
+# states, PKCE challenges, sealed values) holds it once in about 260 000 positions.
+TOKEN_SHAPE='eyJ(hbGci|0eXAi|raWQi)|eyJ[A-Za-z0-9_-]{10,}\.eyJ|0\.AX[A-Za-z0-9_-]{20,}'
+no_token_in() { ! grep -qE "$TOKEN_SHAPE" "$@"; }
+
 pass() { echo "PASS: $*"; }
 fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }

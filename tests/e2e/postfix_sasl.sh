@@ -36,7 +36,7 @@ for who in erp scanner; do
   check "site MTA accepted mail from $who@contoso.test" grep -q '^RESULT 250' "$WORK/$who.out"
   check "$who's message arrived" maildir_find alice@contoso.test "Subject: sasl-$who-"
   check "proxy: login $who authenticated, relayed as $who@contoso.test" \
-    grep -q "end client=127.0.0.1:[0-9]* login=$who connection=ms-[a-z]* mailbox=$who@contoso.test .*messages=1" "$WORK/proxy.log"
+    wait_grep "end client=127.0.0.1:[0-9]* login=$who connection=ms-[a-z]* mailbox=$who@contoso.test .*messages=1" "$WORK/proxy.log"
 done
-check "site Postfix relayed through the proxy's AUTH listener" grep -q "relay=127.0.0.1\[127.0.0.1\]:$PROXY_SMTP.*status=sent" "$SITE/log/postfix.log"
+check "site Postfix relayed through the proxy's AUTH listener" wait_grep "relay=127.0.0.1\[127.0.0.1\]:$PROXY_SMTP.*status=sent" "$SITE/log/postfix.log"
 finish

@@ -3,7 +3,7 @@
 # Exchange front (tests/world/exchange_front.py, SMTP_EXCHANGE_PORT) refuses a
 # fourth concurrent authenticated session per mailbox with 432 4.3.2.
 #  a) straight at the front, no proxy: 10 concurrent sessions on one mailbox,
-#     each holding its session 3 s: exactly 3 get 235, the rest the 432, and
+#     each holding its session 10 s: exactly 3 get 235, the rest the 432, and
 #     the connection stays open after it (QUIT answered 221)
 #  b) through the proxy (max_upstream_sessions: 3, upstream_wait: 30s): 50
 #     clients at once on login erp, 2 messages each: all 100 delivered, 0
@@ -78,7 +78,7 @@ check "a token for alice@contoso.test from the identity provider" test -s "$WORK
 pids=()
 for i in $(seq 1 10); do
   XO_TOKEN=$(cat "$WORK/token") timeout 60 $PY "$SRC/tests/world/sasl_client.py" smtp "$FRONT" starttls xoauth2 \
-    alice@contoso.test --ca "$CA_FILE" --hold 3 --send alice@contoso.test pool-a@contoso.test "pool-a-$i" \
+    alice@contoso.test --ca "$CA_FILE" --hold 10 --send alice@contoso.test pool-a@contoso.test "pool-a-$i" \
     >"$WORK/a$i.out" 2>&1 &
   pids+=($!)
 done
