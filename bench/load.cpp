@@ -7,6 +7,8 @@
 // Prints one JSON line: messages, bytes, seconds, p50/p99 per-message latency (ms), errors.
 // With --per-session 1 the latency is the whole session's (connect, login, the message), as a
 // one-message client sees it; login mode's is connect to 235 (direct: EHLO, STARTTLS, EHLO, XOAUTH2).
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <fstream>
@@ -226,6 +228,14 @@ double pct(std::vector<double>& v, double p) {
 
 }  // namespace
 
+// This process's CPU time (user + system): the client's share of a row's CPU.
+static double own_cpu_seconds() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    auto sec = [](const timeval& t) { return double(t.tv_sec) + double(t.tv_usec) / 1e6; };
+    return sec(ru.ru_utime) + sec(ru.ru_stime);
+}
+
 int main(int argc, char** argv) {
     if (argc < 2) {
         std::cerr << "usage: see the header of bench/load.cpp\n";
@@ -279,7 +289,7 @@ int main(int argc, char** argv) {
                         {"messages", all.messages}, {"bytes", all.bytes}, {"seconds", secs},
                         {"per_second", all.messages / secs}, {"mb_per_second", double(all.bytes) / 1048576 / secs},
                         {"p50_ms", pct(all.latency_ms, 0.5)}, {"p99_ms", pct(all.latency_ms, 0.99)},
-                        {"errors", all.errors}, {"first_error", all.first_error}};
+                        {"errors", all.errors}, {"first_error", all.first_error}, {"cpu_s", own_cpu_seconds()}};
     std::cout << j.dump() << "\n";
     return all.errors ? 1 : 0;
 }
