@@ -1,7 +1,7 @@
 // xo-sink: a fast loopback upstream for benchmarks, so that the proxy, not the
 // upstream, is what is measured. SMTP: EHLO, STARTTLS, AUTH XOAUTH2 (the
 // bearer token's RS256 signature and expiry checked against the identity
-// provider's public key), MAIL/RCPT/DATA accepted and discarded. IMAP (implicit
+// provider's public key), MAIL/RCPT/DATA and BDAT (CHUNKING) accepted and discarded. IMAP (implicit
 // TLS): AUTHENTICATE XOAUTH2 (SASL-IR), SELECT, FETCH of one fixed message.
 //   xo-sink SMTP_PORT IMAP_PORT CERT KEY IDP_PUBLIC_KEY IMAP_MESSAGE_BYTES
 #include <openssl/evp.h>
@@ -55,7 +55,7 @@ awaitable<void> smtp_session(tcp::socket s, std::shared_ptr<ssl::context> tls) {
         auto cmd = smtp::parse_command(line);
         switch (cmd.verb) {
             case smtp::Verb::Ehlo:
-                c.queue(c.tls_active() ? "250-sink.test\r\n250-PIPELINING\r\n250-SIZE 104857600\r\n250-8BITMIME\r\n250 AUTH XOAUTH2\r\n"
+                c.queue(c.tls_active() ? "250-sink.test\r\n250-PIPELINING\r\n250-SIZE 104857600\r\n250-8BITMIME\r\n250-CHUNKING\r\n250 AUTH XOAUTH2\r\n"
                                        : "250-sink.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n");
                 break;
             case smtp::Verb::Starttls:
@@ -88,6 +88,18 @@ awaitable<void> smtp_session(tcp::socket s, std::shared_ptr<ssl::context> tls) {
                     auto r = scan.feed(chunk, sink);
                     c.consume(r.consumed);
                     if (r.done) break;
+                }
+                c.queue("250 2.0.0 ok: discarded\r\n");
+                break;
+            }
+            case smtp::Verb::Bdat: {   // "BDAT <size> [LAST]": exactly <size> bytes follow
+                std::size_t n = std::strtoull(cmd.arg.c_str(), nullptr, 10);
+                while (n > 0) {
+                    std::string_view chunk = co_await c.read_some(ec);
+                    if (ec) co_return;
+                    std::size_t take = std::min(n, chunk.size());
+                    c.consume(take);
+                    n -= take;
                 }
                 c.queue("250 2.0.0 ok: discarded\r\n");
                 break;

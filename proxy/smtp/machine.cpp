@@ -383,6 +383,17 @@ Actions Machine::data(const ParsedCommand&) {
         return a;
     }
     Actions a;
+    if (pending_.empty() && upstream_chunking_) {
+        // Every recipient's reply is in (a client in lockstep, as most printers send) and the
+        // upstream takes BDAT: 354 from here, and the message goes up as BDAT ... LAST without
+        // the round trip DATA's 354 costs. The final reply is still the upstream's. (A message
+        // too large to hold goes up after DATA after all; a refusal of that DATA becomes the
+        // reply at the end of data.)
+        relay(a, "354 End data with <CR><LF>.<CR><LF>\r\n");
+        a.push_back(Action{Action::Kind::begin_data, "DATA\r\n", {}, Pending::rset});
+        enter_state(State::data);
+        return a;
+    }
     forward(a, "DATA", Pending::data);
     return a;
 }

@@ -45,7 +45,11 @@ struct Action {
         prepare_mail,   // text: the sender; make sure an upstream is open for it; then on_prepared()
         forward,        // text: a command line for the upstream; its reply comes to on_upstream()
         drop_upstream,  // close the upstream session (its state no longer matches the client's)
-        begin_data,     // stream the message (after the 354); then on_data_end()
+        begin_data,     // stream the message (after the 354); then on_data_end(). With text
+                        // ("DATA\r\n": the client had its 354 from here, nothing went upstream):
+                        // the session sends the message as BDAT, or sends DATA and relays the
+                        // message only after the upstream's 354, any other reply to DATA being
+                        // the reply at the end of data (DataEnd::refused_at_data)
         close,          // flush and end the session
     };
     Kind kind;
@@ -58,8 +62,8 @@ using Actions = std::vector<Action>;
 using server::LoginOutcome;
 
 struct DataEnd {
-    enum class Kind { relayed, too_big, bare_newline, upstream_lost } kind = Kind::relayed;
-    Reply reply;   // relayed: the upstream's final reply
+    enum class Kind { relayed, too_big, bare_newline, upstream_lost, refused_at_data } kind = Kind::relayed;
+    Reply reply;   // relayed: the upstream's final reply; refused_at_data: its reply to DATA
 };
 
 class Machine {
@@ -84,6 +88,9 @@ public:
     Actions on_upstream_lost();            // every forward still waiting fails
     Actions on_data_end(const DataEnd& end);
     void set_upstream_smtputf8(bool on) { upstream_smtputf8_ = on; }
+    // The upstream offers CHUNKING (RFC 3030) and PIPELINING: a client in lockstep gets its 354 at
+    // once and the message goes up as BDAT, one round trip to the upstream fewer (see data()).
+    void set_upstream_chunking(bool on) { upstream_chunking_ = on; }
     // The login's path has a lower limit (Graph sendMail: 3 MiB): SIZE and MAIL ... SIZE= follow it.
     // `note` follows the 552 to MAIL ... SIZE= ("(the limit of Microsoft Graph sendMail: N bytes)").
     void set_max_message_size(std::size_t n, std::string note = "") {
@@ -135,7 +142,7 @@ private:
 
     MachineConfig cfg_;
     State state_ = State::connected;
-    bool tls_active_ = false, authenticated_ = false, upstream_smtputf8_ = false;
+    bool tls_active_ = false, authenticated_ = false, upstream_smtputf8_ = false, upstream_chunking_ = false;
     bool upstream_txn_ = false;       // a MAIL went upstream and no end of transaction since
     bool txn_utf8_ = false;           // MAIL had SMTPUTF8
     std::deque<Pending> pending_;

@@ -72,11 +72,20 @@ Actions Machine::on_upstream_lost() {
 
 Actions Machine::on_data_end(const DataEnd& end) {
     Actions a;
+    if (end.kind == DataEnd::Kind::refused_at_data && end.reply.code != 421) {
+        // The upstream refused DATA after the client had its 354: its reply is the client's
+        // answer, and the upstream still holds MAIL and RCPT.
+        relay(a, end.reply.wire());
+        reset_upstream_transaction(a);
+        enter_state(State::greeted);
+        return a;
+    }
     upstream_txn_ = false;
     recipients_ = 0;
     enter_state(State::greeted);
     switch (end.kind) {
         case DataEnd::Kind::relayed:
+        case DataEnd::Kind::refused_at_data:   // (421 here: the others returned above)
             if (end.reply.code == 421) {
                 relay(a, std::string("451 4.4.2 Upstream closed the connection, message not accepted, try again later") + "\r\n");
                 a.push_back(Action{Action::Kind::drop_upstream, {}, {}, Pending::rset});

@@ -62,7 +62,13 @@ private:
     awaitable<bool> execute(Actions actions);          // false: the session ends
     awaitable<bool> resolve_pending();                 // reads the upstream's replies to what was forwarded
     awaitable<bool> prepare_mail(const std::string& sender, std::string& refusal);
-    awaitable<DataEnd> stream_data(bool& client_lost);
+    // `first` (DATA): the machine gave the client its 354 already; the message goes up as
+    // BDAT ... LAST, or after `first` and the upstream's 354 to it.
+    awaitable<DataEnd> stream_data(bool& client_lost, std::string first);
+    awaitable<void> data_after_early_354(const std::string& command, DataEnd& end, bool& upstream_ok, bool& discard,
+                                         std::string& upstream_error);
+    // A client in lockstep's message is held up to this size to go up as one BDAT ... LAST.
+    static constexpr std::size_t kBdatHold = 256 * 1024;
     // One piece of the message from the client through `scanner` into `out`
     // (res: what the scanner took, whether the message ended). False when the
     // client went away (the session's result says so). A message over
@@ -172,6 +178,8 @@ awaitable<bool> Session::execute(Actions actions) {
             case Action::Kind::prepare_mail: {
                 std::string refusal;
                 bool ok = co_await prepare_mail(a.text, refusal);
+                machine_.set_upstream_chunking(upstream_ && upstream_->capabilities().chunking &&
+                                               upstream_->capabilities().pipelining);   // (RSET rides behind BDAT)
                 Actions next = machine_.on_prepared(ok, refusal, upstream_ && upstream_->capabilities().smtputf8);
                 if (!co_await execute(std::move(next))) co_return false;
                 break;
@@ -195,7 +203,7 @@ awaitable<bool> Session::execute(Actions actions) {
                 bool client_lost = false;
                 DataEnd end;
                 if (api_) end = co_await stream_api(client_lost);
-                else end = co_await stream_data(client_lost);
+                else end = co_await stream_data(client_lost, std::move(a.text));
                 if (client_lost) co_return false;
                 Actions next = machine_.on_data_end(end);
                 if (!co_await execute(std::move(next))) co_return false;
@@ -410,15 +418,51 @@ awaitable<bool> Session::read_data(DataScanner& scanner, std::string& out, DataS
     co_return true;
 }
 
-awaitable<DataEnd> Session::stream_data(bool& client_lost) {
+// DATA (`command`) after the client already had its 354: the message may follow only the
+// upstream's own 354; any other reply is the client's answer at the end of data (the message
+// is read and dropped, the session kept), a lost upstream its 451.
+awaitable<void> Session::data_after_early_354(const std::string& command, DataEnd& end, bool& upstream_ok,
+                                              bool& discard, std::string& upstream_error) {
+    error_code ec;
+    Reply r;
+    if (upstream_) {
+        upstream_->link().queue(command);
+        co_await upstream_->link().flush(ec);
+        if (!ec) r = co_await upstream_->read_reply(ec);
+    }
+    if (!upstream_ || ec) {
+        upstream_ok = false;
+        end.kind = DataEnd::Kind::upstream_lost;
+        upstream_error = "upstream lost before its reply to DATA: " + (ec ? ec.message() : std::string("closed"));
+    } else if (r.code != 354) {
+        upstream_ok = false;
+        discard = true;
+        end.kind = DataEnd::Kind::refused_at_data;
+        end.reply = std::move(r);
+    }
+}
+
+awaitable<DataEnd> Session::stream_data(bool& client_lost, std::string first) {
     DataScanner scanner;
     std::string out;
     DataEnd end;
     bool upstream_ok = true;
+    bool discard = false;   // the upstream refused DATA: the message is read and dropped, the session kept
     std::string upstream_error;
-    upstream_->link().set_timeout(std::chrono::minutes(10));
+    if (upstream_) upstream_->link().set_timeout(std::chrono::minutes(10));
     client_.set_timeout(listener_.data_timeout);   // between two chunks of the message
     error_code ec;
+    // `first` (DATA): the machine gave a client in lockstep its 354 already. With CHUNKING the
+    // message is held, up to kBdatHold, and goes up as one BDAT ... LAST: no round trip for a
+    // 354 from the upstream. A larger one, or an upstream without CHUNKING: DATA now, and the
+    // message after the upstream's 354.
+    bool bdat = !first.empty() && upstream_ && upstream_->capabilities().chunking && upstream_->capabilities().pipelining;
+    std::string held;   // bdat: the message as it came (dot-stuffed, CRLF), its end included
+    if (!first.empty()) {
+        error_code cec;
+        co_await client_.flush(cec);   // the 354 (a failed flush shows as the read below failing)
+        if (!bdat) co_await data_after_early_354(first, end, upstream_ok, discard, upstream_error);
+    }
     for (;;) {
         DataScanner::Result res;
         bool more = co_await read_data(scanner, out, res, end, upstream_ok);
@@ -429,7 +473,18 @@ awaitable<DataEnd> Session::stream_data(bool& client_lost) {
             co_await drop_upstream(false);
             co_return end;
         }
-        if (!upstream_ok && upstream_) upstream_->link().close();   // the partial message is never ended
+        if (!upstream_ok && !discard && upstream_) upstream_->link().close();   // the partial message is never ended
+        if (upstream_ok && bdat && !out.empty()) {
+            held += out;
+            if (held.size() > kBdatHold) {   // too large to hold: DATA after all
+                bdat = false;
+                co_await data_after_early_354(first, end, upstream_ok, discard, upstream_error);
+                out.swap(held);
+                std::string().swap(held);
+            } else {
+                out.clear();
+            }
+        }
         if (upstream_ok && !out.empty()) {
             error_code uec;
             co_await upstream_->link().write(out, uec);
@@ -441,19 +496,40 @@ awaitable<DataEnd> Session::stream_data(bool& client_lost) {
         }
         if (res.done) break;
     }
+    if (upstream_ok && bdat) {
+        // The message itself (dot-stuffing and the final dot gone), then RSET: whatever the reply
+        // to BDAT ... LAST, the session is between transactions after it, so that the pipelined
+        // hand-over below may put the next client's MAIL behind it.
+        std::string body;
+        api::Unstuffer unstuff;
+        unstuff.feed(held, body);
+        std::string().swap(held);
+        upstream_->link().queue("BDAT " + std::to_string(body.size()) + " LAST\r\n");
+        upstream_->link().queue(body);
+        upstream_->link().queue("RSET\r\n");
+        error_code uec;
+        co_await upstream_->link().flush(uec);
+        if (uec) {
+            upstream_ok = false;
+            end.kind = DataEnd::Kind::upstream_lost;
+            upstream_error = "upstream lost during BDAT: " + uec.message();
+        }
+    }
     if (upstream_ok) {
         upstream_->message_sent();
+        asio::any_io_executor ex = co_await asio::this_coro::executor;
         // Pipelined hand-over: a client of the mailbox waits for a session, so this one goes
         // to it now, and its commands follow the message in the same round trip; whoever
-        // reads next delivers our final reply here.
+        // reads next delivers our final reply here (and takes the RSET's after a BDAT).
         std::shared_ptr<OwedReply> owed;
         if (pool_ && upstream_->capabilities().pipelining && pool_->waiting() > 0) {
-            asio::any_io_executor ex = co_await asio::this_coro::executor;
             owed = std::make_shared<OwedReply>(ex);
             upstream_->owe(owed);
+            if (bdat) upstream_->owe(std::make_shared<OwedReply>(ex));
             if (pool_->pass_on(upstream_)) {
                 pool_.reset();
             } else {
+                if (bdat) upstream_->unowe();
                 upstream_->unowe();
                 owed.reset();
             }
@@ -463,6 +539,8 @@ awaitable<DataEnd> Session::stream_data(bool& client_lost) {
         if (ec) {
             end.kind = DataEnd::Kind::upstream_lost;
             upstream_error = "upstream lost before its final reply: " + ec.message();
+        } else if (bdat && upstream_) {
+            upstream_->owe(std::make_shared<OwedReply>(ex));   // the RSET's reply: read by whoever reads next
         }
     }
     if (upstream_) upstream_->link().set_timeout(std::chrono::minutes(5));
@@ -483,6 +561,12 @@ awaitable<DataEnd> Session::stream_data(bool& client_lost) {
             ++s_->counters.messages_failed;
             set_result(server::Result::tempfail, upstream_error);
             spdlog::warn("smtp session {} connection={} {}", id_, conn_ ? conn_->name : "-", upstream_error);
+            break;
+        case DataEnd::Kind::refused_at_data:
+            ++s_->counters.messages_refused;
+            spdlog::info("smtp session {} upstream refused DATA (the client had its 354; its message was read and "
+                         "dropped): {} {}",
+                         id_, end.reply.code, util::log_escape(end.reply.text()));
             break;
     }
     co_return end;
@@ -615,6 +699,7 @@ awaitable<DataEnd> Session::stream_api(bool& client_lost) {
             set_result(server::Result::tempfail, spool_error);
             spdlog::error("smtp session {} message not sent: {}", id_, util::log_escape(spool_error));
             break;
+        case DataEnd::Kind::refused_at_data: break;   // (SMTP upstreams only: the API answers DATA here)
     }
     co_return end;
 }

@@ -9,6 +9,7 @@
 // start with a 3-digit code, nothing comes after close, no reply to the
 // upstream arrives unasked.
 #include <deque>
+#include <optional>
 
 #include "fuzz_util.hpp"
 #include "smtp/machine.hpp"
@@ -89,7 +90,11 @@ private:
         check(xo::fuzz::crlf_lines(message_), "message relayed with a bare CR or LF");
         in_data_ = false;
         DataEnd end;
-        if (scanner_.bare_newlines() && !m_.bare_newline_allowed()) end.kind = DataEnd::Kind::bare_newline;
+        if (refused_) {   // the upstream's reply to DATA after the client's early 354
+            end.kind = DataEnd::Kind::refused_at_data;
+            end.reply = *refused_;
+            refused_.reset();
+        } else if (scanner_.bare_newlines() && !m_.bare_newline_allowed()) end.kind = DataEnd::Kind::bare_newline;
         else if (scanner_.message_bytes() > m_.max_message_size()) end.kind = DataEnd::Kind::too_big;
         else if (choose_.one_in(8)) end.kind = DataEnd::Kind::upstream_lost;
         else end.reply = choose_.one_in(4) ? reply(554, "5.7.1 rejected") : reply(250, "2.0.0 Ok: queued");
@@ -134,6 +139,7 @@ private:
                 }
                 case Action::Kind::prepare_mail: {
                     bool ok = !choose_.one_in(5);
+                    m_.set_upstream_chunking(choose_.one_in(2));   // CHUNKING: lockstep DATA goes the early way
                     execute(m_.on_prepared(ok, ok ? "" : "451 4.4.1 upstream unavailable", choose_.one_in(2)));
                     break;
                 }
@@ -143,6 +149,14 @@ private:
                     in_data_ = true;
                     scanner_ = DataScanner{};
                     message_.clear();
+                    if (!a.text.empty()) {   // BDAT, or DATA first: 354, or a refusal for the end of data
+                        check(a.text == "DATA\r\n", "begin_data sends something other than DATA first");
+                        check(!m_.has_pending(), "an early DATA while replies are still due");
+                        if (choose_.one_in(4))
+                            refused_ = choose_.one_in(3)   ? reply(421, "4.3.2 closing")
+                                       : choose_.one_in(2) ? reply(451, "4.7.500 busy")
+                                                           : reply(554, "5.5.1 no valid recipients");
+                    }
                     break;
                 case Action::Kind::close: closed_ = true; break;
             }
@@ -155,6 +169,7 @@ private:
     DataScanner scanner_;
     std::string message_;
     bool in_data_ = false, closed_ = false;
+    std::optional<Reply> refused_;
     std::deque<std::string> forwarded_;
 };
 

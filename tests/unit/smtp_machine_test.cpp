@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <optional>
 
 #include "machine_test_util.hpp"
 #include "smtp/machine.hpp"
@@ -38,7 +39,9 @@ Reply reply_of(const std::string& text) {
 
 class Driver {
 public:
-    explicit Driver(const MachineTranscript& t) : t_(t), m_(config(t)) {}
+    explicit Driver(const MachineTranscript& t) : t_(t), m_(config(t)) {
+        m_.set_upstream_chunking(t.options.count("chunking") > 0);
+    }
 
     static MachineConfig config(const MachineTranscript& t) {
         MachineConfig c;
@@ -87,7 +90,11 @@ private:
                 if (!r.done) return;
                 in_data_ = false;
                 DataEnd end;
-                if (scanner_.bare_newlines() && !m_.bare_newline_allowed()) {
+                if (data_refused_) {   // DATA's refusal, after the client's early 354
+                    end.kind = DataEnd::Kind::refused_at_data;
+                    end.reply = reply_of(*data_refused_);
+                    data_refused_.reset();
+                } else if (scanner_.bare_newlines() && !m_.bare_newline_allowed()) {
                     end.kind = DataEnd::Kind::bare_newline;
                 } else {
                     end.reply = reply_of(next_upstream("250 2.0.0 Ok: queued"));
@@ -166,6 +173,11 @@ private:
                     out_.push_back("A: begin_data");
                     in_data_ = true;
                     scanner_ = DataScanner{};
+                    if (!a.text.empty()) {   // DATA goes up now; the message only after its 354
+                        xo::test::add_lines(out_, 'F', a.text);
+                        std::string r = next_upstream("354 End data with <CR><LF>.<CR><LF>");
+                        if (r.rfind("354", 0) != 0) data_refused_ = r;
+                    }
                     break;
                 case Action::Kind::close:
                     out_.push_back("A: close");
@@ -180,13 +192,14 @@ private:
     LineBuffer lines_{kMaxAuthLine};
     DataScanner scanner_;
     bool in_data_ = false, closed_ = false;
+    std::optional<std::string> data_refused_;
     std::deque<std::string> upstream_, logins_, prepared_, forwarded_;
     std::vector<std::string> out_;
 };
 
 const std::vector<std::string> kTranscripts = {
     "smtp_states.txt", "smtp_states_greeted.txt", "smtp_states_transaction.txt", "smtp_auth.txt", "smtp_transactions.txt", "smtp_smuggling.txt", "smtp_trusted.txt",
-    "smtp_starttls.txt", "smtp_tls_required.txt", "smtp_quit_mail.txt", "smtp_quit_rcpt.txt",
+    "smtp_starttls.txt", "smtp_tls_required.txt", "smtp_quit_mail.txt", "smtp_quit_rcpt.txt", "smtp_early_data.txt",
 };
 
 }  // namespace

@@ -21,16 +21,26 @@ before it is relayed. If the client's next commands are already there when the
 reply goes out (it pipelined them behind the message, as RFC 2920 allows), the
 front logs "PIPELINED <mailbox> after end of data".
 
+Every message is logged with the command that carried it (DATA, or BDAT for
+BDAT ... LAST). Two ways to fail, for the proxy's BDAT path: with
+--refuse-data-to ADDR, DATA in a transaction with RCPT TO:<ADDR> is answered
+"451 4.7.500 Server busy. Please try again later." (Postfix never sees it);
+with --refuse-marker TEXT, a BDAT ... LAST chunk holding TEXT is answered
+"554 5.6.0 Message refused by the front (test marker)" and not handed to
+Postfix, which keeps the transaction's MAIL and RCPT (the client must RSET).
+
 Log (one line each, flushed; never a token):
   CONNECT n=<connections so far>
   OPEN <mailbox> count=<authenticated sessions of it now>
   REFUSED <mailbox> count=<its authenticated sessions> (the 432)
   CLOSE <mailbox> count=<its authenticated sessions left> (at QUIT before the 221, else at close)
   PIPELINED <mailbox> after end of data   (only with --eod-delay-ms)
+  MESSAGE <mailbox> DATA|BDAT [REFUSED]   at each message's end (or DATA's refusal)
   MAX <mailbox> <n>   at each new peak of sessions that wanted to be
                       authenticated at once (granted + the one refused: a
                       MAX above the limit means 432s were given)
-usage: exchange_front.py PORT UPSTREAM_PORT CERT KEY CA LOG [--limit 3] [--max-sessions 500] [--eod-delay-ms 0]"""
+usage: exchange_front.py PORT UPSTREAM_PORT CERT KEY CA LOG [--limit 3] [--max-sessions 500] [--eod-delay-ms 0]
+       [--refuse-data-to ADDR] [--refuse-marker TEXT]"""
 import base64
 import select
 import socket
@@ -45,6 +55,8 @@ opts = dict(zip(sys.argv[7::2], sys.argv[8::2]))
 LIMIT = int(opts.get("--limit", "3"))
 MAX_SESSIONS = int(opts.get("--max-sessions", "500"))
 EOD_DELAY = float(opts.get("--eod-delay-ms", "0")) / 1000
+REFUSE_DATA_TO = opts.get("--refuse-data-to", "").lower().encode()
+REFUSE_MARKER = opts.get("--refuse-marker", "").encode()
 TIMEOUT = 120           # seconds of silence on either leg before the session is dropped
 MAX_LINE = 1 << 16      # a command (or SASL data) line longer than this ends the session
 REFUSAL = b"432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded\r\n"
@@ -184,9 +196,15 @@ def end_of_data(cl, up, mailbox):
     cl.send(r)
 
 
+def logged(mailbox, what):
+    with lock:
+        log("MESSAGE %s %s" % (mailbox, what))
+
+
 def session(conn):
     global sessions
     cl, up, mailbox = Leg(conn), None, None
+    rcpts = []   # this transaction's RCPT TO lines (for --refuse-data-to)
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         up, greeting = open_upstream(False)
@@ -238,6 +256,12 @@ def session(conn):
                         continue
                 cl.send(r)
             elif verb == b"DATA":
+                if REFUSE_DATA_TO and any(REFUSE_DATA_TO in r for r in rcpts):
+                    rcpts = []
+                    logged(mailbox, "DATA REFUSED")
+                    cl.send(b"451 4.7.500 Server busy. Please try again later.\r\n")
+                    continue
+                rcpts = []
                 up.send(ln)
                 r, code = up.reply()
                 cl.send(r)
@@ -248,12 +272,22 @@ def session(conn):
                     up.send(d)
                     if d == b".\r\n":
                         break
+                logged(mailbox, "DATA")
                 end_of_data(cl, up, mailbox)
             elif verb == b"BDAT":
                 words = ln.split()
                 n = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
-                up.send(ln + cl.take(n))
-                if len(words) > 2 and words[2].upper() == b"LAST":
+                chunk = cl.take(n)
+                last = len(words) > 2 and words[2].upper() == b"LAST"
+                if last:
+                    rcpts = []
+                if last and REFUSE_MARKER and REFUSE_MARKER in chunk:
+                    logged(mailbox, "BDAT REFUSED")
+                    cl.send(b"554 5.6.0 Message refused by the front (test marker)\r\n")
+                    continue
+                up.send(ln + chunk)
+                if last:
+                    logged(mailbox, "BDAT")
                     end_of_data(cl, up, mailbox)
                 else:
                     cl.send(up.reply()[0])
@@ -265,6 +299,10 @@ def session(conn):
                 cl.send(r)
                 return
             else:
+                if verb == b"RCPT":
+                    rcpts.append(ln.lower())
+                elif verb in (b"RSET", b"MAIL", b"EHLO", b"HELO"):
+                    rcpts = []
                 up.send(ln)
                 r, _ = up.reply()
                 cl.send(r)
