@@ -69,6 +69,10 @@ private:
                                          std::string& upstream_error);
     // A client in lockstep's message is held up to this size to go up as one BDAT ... LAST.
     static constexpr std::size_t kBdatHold = 256 * 1024;
+    // The upstream takes a message as BDAT ... LAST with RSET behind it (CHUNKING, PIPELINING).
+    bool upstream_takes_bdat() const {
+        return upstream_ && upstream_->capabilities().chunking && upstream_->capabilities().pipelining;
+    }
     // One piece of the message from the client through `scanner` into `out`
     // (res: what the scanner took, whether the message ended). False when the
     // client went away (the session's result says so). A message over
@@ -178,8 +182,7 @@ awaitable<bool> Session::execute(Actions actions) {
             case Action::Kind::prepare_mail: {
                 std::string refusal;
                 bool ok = co_await prepare_mail(a.text, refusal);
-                machine_.set_upstream_chunking(upstream_ && upstream_->capabilities().chunking &&
-                                               upstream_->capabilities().pipelining);   // (RSET rides behind BDAT)
+                machine_.set_upstream_chunking(upstream_takes_bdat());
                 Actions next = machine_.on_prepared(ok, refusal, upstream_ && upstream_->capabilities().smtputf8);
                 if (!co_await execute(std::move(next))) co_return false;
                 break;
@@ -456,7 +459,7 @@ awaitable<DataEnd> Session::stream_data(bool& client_lost, std::string first) {
     // message is held, up to kBdatHold, and goes up as one BDAT ... LAST: no round trip for a
     // 354 from the upstream. A larger one, or an upstream without CHUNKING: DATA now, and the
     // message after the upstream's 354.
-    bool bdat = !first.empty() && upstream_ && upstream_->capabilities().chunking && upstream_->capabilities().pipelining;
+    bool bdat = !first.empty() && upstream_takes_bdat();   // (the upstream may have changed since MAIL: a retry)
     std::string held;   // bdat: the message as it came (dot-stuffed, CRLF), its end included
     if (!first.empty()) {
         error_code cec;
