@@ -6,9 +6,13 @@ namespace xo::net {
 
 namespace {
 // Reads start small (an idle session holds one pending read) and grow while
-// the peer keeps filling them (DATA, FETCH literals), up to 64 KB.
-constexpr std::size_t kMinRead = 2048, kMaxRead = 64 * 1024;
+// the peer keeps filling them (FETCH literals), up to 64 KB. A message body
+// (expect_bulk) starts at 32 KB: a typical message in one read, not in pieces
+// of 2, 4 and 8 KB that each cost a read here, a TLS record and a write upstream.
+constexpr std::size_t kMinRead = 2048, kBulkRead = 32 * 1024, kMaxRead = 64 * 1024;
 }
+
+void Link::expect_bulk() { read_size_ = std::max(read_size_, kBulkRead); }
 
 Link::Link(tcp::socket socket, std::shared_ptr<ssl::context> tls)
     : tls_(std::move(tls)), tcp_(std::move(socket)) {

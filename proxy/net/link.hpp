@@ -39,6 +39,9 @@ public:
     std::size_t buffered() const { return in_.size() - in_pos_ + lines_.buffered(); }
     // Gives back read buffers grown by a large line or literal (call while idle).
     void trim();
+    // A message body follows (SMTP DATA): reads start at kBulkRead, so that a typical
+    // message arrives in one read and leaves in one TLS record; trim() undoes it.
+    void expect_bulk();
     bool has_line() const;              // a complete line is already buffered
 
     void queue(std::string_view bytes) { out_.append(bytes); }

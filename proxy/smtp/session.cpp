@@ -454,6 +454,7 @@ awaitable<DataEnd> Session::stream_data(bool& client_lost, std::string first) {
     std::string upstream_error;
     if (upstream_) upstream_->link().set_timeout(std::chrono::minutes(10));
     client_.set_timeout(listener_.data_timeout);   // between two chunks of the message
+    client_.expect_bulk();
     error_code ec;
     // `first` (DATA): the machine gave a client in lockstep its 354 already. With CHUNKING the
     // message is held, up to kBdatHold, and goes up as one BDAT ... LAST: no round trip for a
@@ -624,6 +625,7 @@ awaitable<DataEnd> Session::stream_api(bool& client_lost) {
     bool ok = true;
     std::string spool_error;
     client_.set_timeout(listener_.data_timeout);
+    client_.expect_bulk();
     for (;;) {
         DataScanner::Result res;
         bool more = co_await read_data(scanner, out, res, end, ok);
