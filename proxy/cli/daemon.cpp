@@ -36,7 +36,8 @@ awaitable<void> wait_for_signal(asio::io_context& io, asio::signal_set* signals,
 
 // One reload: the file must pass what --check checks, and every part of the
 // new Services must build; otherwise nothing changes.
-void reload(const std::string& path, server::Listeners* listeners, server::CurrentServices* current) {
+void reload(const std::string& path, server::Listeners* listeners, server::CurrentServices* current,
+            int started_io_threads) {
     auto loaded = config::load_config(path);
     int errors = 0;
     for (const auto& d : loaded.diagnostics) {
@@ -67,6 +68,9 @@ void reload(const std::string& path, server::Listeners* listeners, server::Curre
     for (const auto& [name, c] : next->cfg.connections) imap_keep.insert(c.imap_identity());
     next->imap_slots->retain(imap_keep);
     for (const auto& p : problems) spdlog::error("{}; its sessions will get a temporary failure", p);
+    if (loaded.config.io_threads != started_io_threads)
+        notes.push_back("daemon.io_threads changed: the number of I/O threads needs a restart; it keeps running with "
+                        "what it started with");
     for (const auto& n : notes) spdlog::warn("reload: {}", n);
     if (auto lvl = spdlog::level::from_str(loaded.config.log_level); lvl != spdlog::level::off) spdlog::set_level(lvl);
     spdlog::info("configuration reloaded from {}: {} connection(s), {} user(s); running sessions keep the previous one",
@@ -75,13 +79,13 @@ void reload(const std::string& path, server::Listeners* listeners, server::Curre
 
 // SIGHUP (systemctl reload, logrotate): reload the configuration; sessions go on.
 awaitable<void> reload_on_hup(asio::signal_set* signals, std::string path, server::Listeners* listeners,
-                              std::shared_ptr<server::CurrentServices> current) {
+                              std::shared_ptr<server::CurrentServices> current, int started_io_threads) {
     for (;;) {
         error_code ec;
         co_await signals->async_wait(asio::redirect_error(use_awaitable, ec));
         if (ec) co_return;
         spdlog::info("signal SIGHUP: reloading {}", path);
-        reload(path, listeners, current.get());
+        reload(path, listeners, current.get(), started_io_threads);
     }
 }
 
@@ -153,11 +157,11 @@ int run_daemon(const config::Config& cfg, const std::string& config_path) {
     }
     services.reset();   // the listeners and `current` hold it; a reload may replace it
     asio::co_spawn(io, wait_for_signal(io, &term, &listeners), asio::detached);
-    asio::co_spawn(io, reload_on_hup(&hup, config_path, &listeners, current), asio::detached);
+    asio::co_spawn(io, reload_on_hup(&hup, config_path, &listeners, current, cfg.io_threads), asio::detached);
     asio::co_spawn(io, expiry_warnings(cfg), asio::detached);
-    spdlog::info("xoauth2-proxy " XO_VERSION " ready: {} connection(s), {} user(s)", cfg.connections.size(),
-                 cfg.users.size());
-    unsigned n = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
+    const unsigned n = cfg.io_threads_for(std::thread::hardware_concurrency());
+    spdlog::info("xoauth2-proxy " XO_VERSION " ready: {} connection(s), {} user(s), {} I/O thread(s)",
+                 cfg.connections.size(), cfg.users.size(), n);
     std::vector<std::thread> threads;
     for (unsigned i = 1; i < n; ++i) threads.emplace_back([&io] { io.run(); });
     io.run();

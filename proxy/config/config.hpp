@@ -191,6 +191,12 @@ struct Config {
     TokenSettings tokens;
     MilterSettings milter;
     std::string log_level = "info";
+    int io_threads = 0;   // daemon.io_threads; 0: io_threads_for() picks
+
+    // The daemon's I/O threads on a machine with `cores` CPUs: io_threads when set, else one
+    // fewer than the cores, 1 to 4. The proxy runs beside the mail software it serves, and each
+    // further thread adds hand-overs between threads to every message.
+    unsigned io_threads_for(unsigned cores) const;
 
     const User* find_user(const std::string& login) const;
     // Maps an envelope sender: exact match first, then "*@domain". nullptr when unmapped.

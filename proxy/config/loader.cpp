@@ -195,7 +195,7 @@ void load_milter(Loader& L, const YAML::Node& m, Config& cfg) {
     if (auto v = L.duration_ms(m, K["status_refresh"], "milter")) ms.status_refresh = std::chrono::seconds(*v / 1000);
 }
 
-// admin, tokens, milter, log: optional mappings whose keys all have defaults.
+// admin, tokens, milter, log, daemon: optional mappings whose keys all have defaults.
 void load_misc(Loader& L, const YAML::Node& root, Config& cfg) {
     auto section = [&](const char* name, const S::Section& s) {
         YAML::Node n = root[name];
@@ -235,6 +235,8 @@ void load_misc(Loader& L, const YAML::Node& root, Config& cfg) {
     load_milter(L, section("milter", S::kMilter), cfg);
     if (cfg.milter.proxy_status.empty() && cfg.admin.port)
         cfg.milter.proxy_status = "http://" + cfg.admin.host + ":" + std::to_string(cfg.admin.port) + "/status";
+    YAML::Node d = section("daemon", S::kDaemon);
+    if (auto v = L.integer(d, S::kDaemon["io_threads"], "daemon")) cfg.io_threads = int(*v);
     YAML::Node l = section("log", S::kLog);
     const auto& level = S::kLog["level"];
     if (auto i = L.choice(l, level, "log")) cfg.log_level = level.choice_list()[*i];

@@ -168,6 +168,11 @@ const Sender* Config::find_sender(const std::string& address) const {
     return nullptr;
 }
 
+unsigned Config::io_threads_for(unsigned cores) const {
+    if (io_threads > 0) return unsigned(io_threads);
+    return std::clamp(cores > 1 ? cores - 1 : 1u, 1u, 4u);
+}
+
 const Connection* Config::find_connection(const std::string& name) const {
     auto it = connections.find(name);
     return it == connections.end() ? nullptr : &it->second;

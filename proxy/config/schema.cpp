@@ -19,6 +19,7 @@ const Section kTop{"(top level)", {
     {.name = "tokens", .type = T::mapping},
     {.name = "milter", .type = T::mapping},
     {.name = "log", .type = T::mapping},
+    {.name = "daemon", .type = T::mapping},
 }};
 
 const Section kListener{"listeners[]", {
@@ -130,9 +131,14 @@ const Section kLog{"log", {
     {.name = "level", .type = T::choice, .def = "info", .choices = "trace|debug|info|warn|error"},
 }};
 
+// Read at start only (a reload keeps what the daemon started with).
+const Section kDaemon{"daemon", {
+    {.name = "io_threads", .type = T::integer, .def = "0", .lo = 0, .hi = 64},   // 0: from the CPU count
+}};
+
 const std::vector<const Section*>& all_sections() {
     static const std::vector<const Section*> all = {&kTop, &kListener, &kConnection, &kUpstream, &kSecret, &kUser,
-                                                    &kSender, &kAdmin, &kTokens, &kMilter, &kLog};
+                                                    &kSender, &kAdmin, &kTokens, &kMilter, &kLog, &kDaemon};
     return all;
 }
 

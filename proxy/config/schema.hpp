@@ -34,7 +34,7 @@ struct Section {
 };
 
 extern const Section kTop, kListener, kConnection, kUpstream, kSecret, kUser, kSender, kAdmin, kTokens, kMilter,
-    kLog;
+    kLog, kDaemon;
 const std::vector<const Section*>& all_sections();
 
 // Value syntax shared by the loader and the defaults above; nullopt when malformed.

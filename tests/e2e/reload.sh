@@ -4,7 +4,8 @@
 # an SMTP and an IMAP session opened before the reload finish their work with
 # the old configuration), then a broken file (refused with FILE:LINE in the
 # log, the previous configuration still serving), and the daemon alive after
-# both; the token cache of a connection the reload does not change is kept
+# both; daemon.io_threads is read at start only (a reload warns); the token cache of a
+# connection the reload does not change is kept
 # (no new token request). At start the open files limit is raised to the hard limit, and a hard
 # limit below what max_sessions needs is warned about.
 source "$(dirname "$0")/lib.sh"
@@ -81,9 +82,13 @@ tokens_before=$(idp_requests "$MS_SECRET_CLIENT_ID")
 h_new=$(hash_password 'newbie-pass')
 sed -e '/{login: erp,/d' -e "s#^senders:#  - {login: newbie, password_hash: \"$h_new\", connection: ms-secret, mailbox: erp@contoso.test}\nsenders:#" \
   "$WORK/proxy-start.yaml" >"$WORK/proxy-good.yaml"
+echo "daemon: {io_threads: 3}" >>"$WORK/proxy-good.yaml"   # read at start only: a warning, the rest applies
 cp "$WORK/proxy-good.yaml" "$CFG"
 kill -HUP "$PROXY_PID"
 check "good file: reloaded" wait_log "configuration reloaded from $CFG"
+check "good file: the I/O threads it started with are kept, with a warning" \
+  grep -q "reload: daemon.io_threads changed: the number of I/O threads needs a restart" "$WORK/proxy.log"
+check "the start line names the I/O threads" grep -qE "ready: .* [0-9]+ I/O thread\(s\)" "$WORK/proxy.log"
 send new1 newbie newbie-pass erp@contoso.test
 check "good file: the new user relays at once ($(tail -1 "$WORK/new1.out"))" grep -q '^RESULT 250' "$WORK/new1.out"
 send gone1 erp "$PW" erp@contoso.test || true

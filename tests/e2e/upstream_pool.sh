@@ -118,6 +118,9 @@ tail = tail.replace("users:\n", "users:\n  - {login: pipe, password_hash: \"%s\"
                     % s.split("login: erp, password_hash: \"", 1)[1].split("\"", 1)[0], 1)
 open(path, "w").write(head + "  ms-secret:\n" + block + "  ms-pipe:\n" + pipe + "  ms-cert:\n" + tail)
 PYEOF
+# Four I/O threads whatever the machine (the default is one fewer than the cores): the pool's
+# hand-overs between sessions then also cross threads.
+echo "daemon: {io_threads: 4}" >>"$WORK/proxy.yaml"
 idp_reset
 proxy_start "$WORK/proxy.yaml"
 start_line=$(($(wc -l < "$EXCHANGE_LOG") + 1))

@@ -315,6 +315,26 @@ TEST(Config, DefaultsOfAMinimalFile) {
     EXPECT_EQ(c.milter.proxy_status, "");   // no admin listener
     EXPECT_EQ(c.admin.port, 0);
     EXPECT_EQ(c.log_level, Config{}.log_level);
+    EXPECT_EQ(c.io_threads, 0);
+}
+
+// daemon.io_threads: what is set, else one thread fewer than the cores, 1 to 4.
+TEST(Config, IoThreads) {
+    Config c;
+    EXPECT_EQ(c.io_threads_for(0), 1u);   // hardware_concurrency() unknown
+    EXPECT_EQ(c.io_threads_for(1), 1u);
+    EXPECT_EQ(c.io_threads_for(2), 1u);
+    EXPECT_EQ(c.io_threads_for(4), 3u);
+    EXPECT_EQ(c.io_threads_for(64), 4u);
+    auto r = load_config_string(
+        "listeners: [{name: a, bind: \"127.0.0.1:2525\"}]\n"
+        "connections:\n  c: {provider: generic, client_id: x, token_url: \"https://idp/t\", scope: s}\n"
+        "daemon: {io_threads: 6}\n",
+        "threads.yaml");
+    for (const auto& d : r.diagnostics) ADD_FAILURE() << d.text();
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r.config.io_threads, 6);
+    EXPECT_EQ(r.config.io_threads_for(2), 6u);
 }
 
 // secret_expires: a date, kept as the unix time of its midnight UTC.
@@ -554,7 +574,7 @@ TEST(Config, DocsDescribeEveryKey) {
         {&schema::kSecret, "`connections:`"},  {&schema::kUser, "`users:`"},
         {&schema::kSender, "`senders:`"},      {&schema::kAdmin, "`admin:`"},
         {&schema::kTokens, "`tokens:`"},       {&schema::kMilter, "`milter:`"},
-        {&schema::kLog, "`log:`"}};
+        {&schema::kLog, "`log:`"},             {&schema::kDaemon, "`daemon:`"}};
     ASSERT_EQ(where.size(), schema::all_sections().size());
     for (const auto& [section, heading] : where) {
         std::string text = section_text(heading);
