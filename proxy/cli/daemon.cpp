@@ -147,7 +147,8 @@ int run_daemon(const config::Config& cfg, const std::string& config_path) {
     asio::signal_set term(io, SIGTERM, SIGINT);
     asio::signal_set hup(io, SIGHUP);
     auto current = std::make_shared<server::CurrentServices>(services);
-    server::Listeners listeners(io, services);
+    const unsigned n = cfg.io_threads_for(std::thread::hardware_concurrency());
+    server::Listeners listeners(io, services, n);
     try {
         listeners.start();
         server::start_admin(io, current);
@@ -159,7 +160,6 @@ int run_daemon(const config::Config& cfg, const std::string& config_path) {
     asio::co_spawn(io, wait_for_signal(io, &term, &listeners), asio::detached);
     asio::co_spawn(io, reload_on_hup(&hup, config_path, &listeners, current, cfg.io_threads), asio::detached);
     asio::co_spawn(io, expiry_warnings(cfg), asio::detached);
-    const unsigned n = cfg.io_threads_for(std::thread::hardware_concurrency());
     spdlog::info("xoauth2-proxy " XO_VERSION " ready: {} connection(s), {} user(s), {} I/O thread(s)",
                  cfg.connections.size(), cfg.users.size(), n);
     std::vector<std::thread> threads;

@@ -9,8 +9,8 @@
 
 namespace xo::server {
 
-Listeners::Listeners(asio::io_context& io, std::shared_ptr<Services> services)
-    : io_(io), services_(std::move(services)), counters_(services_->shared_counters) {}
+Listeners::Listeners(asio::io_context& io, std::shared_ptr<Services> services, unsigned io_threads)
+    : io_(io), io_threads_(io_threads), services_(std::move(services)), counters_(services_->shared_counters) {}
 
 namespace {
 
@@ -121,8 +121,9 @@ void Listeners::drain() {
 awaitable<void> Listeners::accept_loop(Bound* b) {
     for (;;) {
         error_code ec;
-        tcp::socket socket = co_await b->acceptor->async_accept(asio::make_strand(io_),
-                                                                asio::redirect_error(use_awaitable, ec));
+        asio::any_io_executor session_ex = io_.get_executor();
+        if (io_threads_ > 1) session_ex = asio::make_strand(io_);
+        tcp::socket socket = co_await b->acceptor->async_accept(session_ex, asio::redirect_error(use_awaitable, ec));
         if (ec == asio::error::operation_aborted || !b->acceptor->is_open()) co_return;
         if (ec) {
             std::string name;

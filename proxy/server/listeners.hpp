@@ -18,7 +18,10 @@ namespace xo::server {
 
 class Listeners {
 public:
-    Listeners(asio::io_context& io, std::shared_ptr<Services> services);
+    // `io_threads`: how many threads run `io`. With one, a session runs on the io_context's own
+    // executor: there is nothing to serialize, and a strand would only cost a lock and a
+    // reference count per handler. With more, each session gets a strand.
+    Listeners(asio::io_context& io, std::shared_ptr<Services> services, unsigned io_threads = 2);
     // Binds all listeners; throws std::runtime_error naming the listener on failure.
     void start();
     void stop();
@@ -44,6 +47,7 @@ private:
     awaitable<void> accept_loop(Bound* b);
 
     asio::io_context& io_;
+    unsigned io_threads_;
     std::shared_ptr<Services> services_;   // the first, until start() has bound its listeners
     std::shared_ptr<Counters> counters_;
     std::vector<std::unique_ptr<Bound>> bound_;
