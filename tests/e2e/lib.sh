@@ -30,9 +30,11 @@ pass() { echo "PASS: $*"; }
 fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
 
+FRONT_PIDS=()
 cleanup() {
   local rc=$?
   declare -F extra_cleanup >/dev/null && extra_cleanup
+  for p in "${FRONT_PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   proxy_stop
   [ -f "$WORK/world/world.env" ] && bash "$SRC/tests/world/stop" "$WORK/world" >/dev/null 2>&1 || true
   exit $rc
@@ -61,6 +63,18 @@ wait_port() {  # wait_port PORT [seconds]
 wait_grep() {
   local end=$((SECONDS + 30))
   until grep -q "$@" 2>/dev/null; do [ $SECONDS -lt $end ] || return 1; sleep 0.1; done
+}
+
+# front_start PORT LOG [exchange_front.py options]: one more Exchange front (the world's own is
+# SMTP_EXCHANGE_PORT) before Postfix's submission port, logging to LOG (its stderr to LOG.stderr);
+# cleanup stops it. Fails when it does not listen within 10 s.
+front_start() {
+  local port=$1 log=$2
+  shift 2
+  $PY "$SRC/tests/world/exchange_front.py" "$port" "$SMTP_STARTTLS_PORT" "$WORLD_ROOT/tls/localhost.pem" \
+    "$WORLD_ROOT/tls/localhost.key" "$CA_FILE" "$log" "$@" </dev/null >"$log.stderr" 2>&1 &
+  FRONT_PIDS+=($!)
+  wait_port "$port" 10
 }
 
 hash_password() { printf '%s\n' "$1" | "$PROXY_BIN" hash-password; }

@@ -19,16 +19,9 @@
 source "$(dirname "$0")/lib.sh"
 world_start
 PW='erp-pass word"1'
-FRONT=$((PORT_BASE + 90)) FRONT_PID=""
-extra_cleanup() {
-  [ -n "$FRONT_PID" ] && { kill "$FRONT_PID" 2>/dev/null || true; wait "$FRONT_PID" 2>/dev/null || true; }
-  return 0
-}
-$PY "$SRC/tests/world/exchange_front.py" "$FRONT" "$SMTP_STARTTLS_PORT" "$WORLD_ROOT/tls/localhost.pem" \
-  "$WORLD_ROOT/tls/localhost.key" "$CA_FILE" "$WORK/front.log" --limit 3 \
-  --refuse-data-to refuse-data@contoso.test --refuse-marker X-Front-Refuse </dev/null >"$WORK/front.stderr" 2>&1 &
-FRONT_PID=$!
-wait_port "$FRONT" 10 || fail "the front did not start"
+FRONT=$((PORT_BASE + 90))
+front_start "$FRONT" "$WORK/front.log" --limit 3 --refuse-data-to refuse-data@contoso.test \
+  --refuse-marker X-Front-Refuse || fail "the front did not start"
 
 proxy_config "$WORK/proxy.yaml"
 # ms-secret (login erp -> erp@contoso.test) goes to the front, one upstream session at most

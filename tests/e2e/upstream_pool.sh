@@ -32,10 +32,9 @@ world_start
 PW='erp-pass word"1'
 FRONT=$SMTP_EXCHANGE_PORT
 SAMPLER_PID=""
-FRONT_F=$((PORT_BASE + 90)) FRONT_F_PID=""
+FRONT_F=$((PORT_BASE + 90))
 extra_cleanup() {
   [ -n "$SAMPLER_PID" ] && { kill "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; }
-  [ -n "$FRONT_F_PID" ] && { kill "$FRONT_F_PID" 2>/dev/null || true; wait "$FRONT_F_PID" 2>/dev/null || true; }
   return 0
 }
 maildir_count() {  # maildir_count MAILBOX: messages delivered to it so far
@@ -194,11 +193,7 @@ n=$(idp_requests "$MS_SECRET_CLIENT_ID")
 check "d: exactly one token request at the identity provider for b), c) and e) ($n)" test "$n" -eq 1
 
 echo "== f) pipelined hand-over: one upstream session, its end-of-data replies 300 ms late"
-$PY "$SRC/tests/world/exchange_front.py" "$FRONT_F" "$SMTP_STARTTLS_PORT" "$WORLD_ROOT/tls/localhost.pem" \
-  "$WORLD_ROOT/tls/localhost.key" "$CA_FILE" "$WORK/front-f.log" --limit 1 --eod-delay-ms 300 \
-  </dev/null >"$WORK/front-f.stderr" 2>&1 &
-FRONT_F_PID=$!
-wait_port "$FRONT_F" 10 || fail "f: the second front did not start"
+front_start "$FRONT_F" "$WORK/front-f.log" --limit 1 --eod-delay-ms 300 || fail "f: the second front did not start"
 pool_run f pipe pool-f@contoso.test 8 8 1
 subjects=$(grep -h '^Subject: pool-f-' "$MAIL_DIR"/contoso.test/pool-f/Maildir/new/* 2>/dev/null | sort | uniq | wc -l)
 got=$(maildir_count pool-f@contoso.test)
