@@ -84,8 +84,7 @@ void UpstreamPool::release(std::unique_ptr<Upstream> up, bool reusable) {
         up->link().close();
         up.reset();
     } else {
-        proven_ = clock::now();
-        smtputf8_ = up->capabilities().smtputf8;
+        proved(*up);
     }
     hand_over(lock, std::move(up));
 }
@@ -97,11 +96,15 @@ awaitable<void> UpstreamPool::settle_then_release(std::shared_ptr<UpstreamPool> 
     self->release(std::move(up), reusable && !ec);
 }
 
+void UpstreamPool::proved(const Upstream& up) {
+    proven_ = clock::now();
+    smtputf8_ = up.capabilities().smtputf8;
+}
+
 bool UpstreamPool::pass_on(std::unique_ptr<Upstream>& up) {
     std::unique_lock lock(mu_);
     if (waiters_.empty() || retired_ || !usable(*up, clock::now())) return false;
-    proven_ = clock::now();   // it has just taken a whole transaction
-    smtputf8_ = up->capabilities().smtputf8;
+    proved(*up);   // it has just taken a whole transaction
     hand_over(lock, std::move(up));
     return true;
 }

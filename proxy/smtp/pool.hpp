@@ -82,6 +82,7 @@ private:
         bool room = false, done = false;
     };
     bool usable(const Upstream& up, std::chrono::steady_clock::time_point now) const;
+    void proved(const Upstream& up);   // `up` came back healthy: busy_and_proven() trusts it (mu_ held)
     void hand_over(std::unique_lock<std::mutex>& lock, std::unique_ptr<Upstream> up);   // to a waiter, or idle
     static awaitable<void> settle_then_release(std::shared_ptr<UpstreamPool> self, std::unique_ptr<Upstream> up,
                                                bool reusable);
